@@ -1,0 +1,78 @@
+#include "testing/perf/perf.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#include <algorithm>
+
+namespace perf {
+
+int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+double TimePerOp(const std::function<void()>& op, int iterations) {
+  int64_t start = NowNs();
+  for (int i = 0; i < iterations; i++)
+    op();
+  return static_cast<double>(NowNs() - start) / iterations;
+}
+
+Comparison Compare(const std::string& name,
+                   const std::function<void()>& baseline,
+                   const std::function<void()>& subject,
+                   int iterations,
+                   int repetitions) {
+  Comparison c;
+  c.name = name;
+  TimePerOp(baseline, iterations / 4 + 1);
+  TimePerOp(subject, iterations / 4 + 1);
+  for (int r = 0; r < repetitions; r++) {
+    // Alternate which goes first, so neither always runs on a warmer cache.
+    if (r % 2 == 0) {
+      c.baseline_ns.push_back(TimePerOp(baseline, iterations));
+      c.subject_ns.push_back(TimePerOp(subject, iterations));
+    } else {
+      c.subject_ns.push_back(TimePerOp(subject, iterations));
+      c.baseline_ns.push_back(TimePerOp(baseline, iterations));
+    }
+  }
+  return c;
+}
+
+double Median(std::vector<double> values) {
+  if (values.empty())
+    return 0;
+  std::sort(values.begin(), values.end());
+  size_t n = values.size();
+  return n % 2 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+void PrintHeader(const char* baseline_label, const char* subject_label) {
+  printf("%-36s %12s %12s %7s %15s\n", "case", baseline_label, subject_label,
+         "ratio", "round ratios");
+}
+
+void Print(const Comparison& c, const std::string& csv_path) {
+  double base = Median(c.baseline_ns);
+  double subject = Median(c.subject_ns);
+  std::vector<double> ratios;
+  for (size_t i = 0; i < c.subject_ns.size(); i++)
+    ratios.push_back(c.subject_ns[i] / c.baseline_ns[i]);
+  auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+  printf("%-36s %10.2fus %10.2fus %7.3f %7.3f..%-7.3f\n", c.name.c_str(),
+         base / 1000, subject / 1000, subject / base, *lo, *hi);
+  fflush(stdout);
+  if (csv_path.empty())
+    return;
+  FILE* f = fopen(csv_path.c_str(), "ae");
+  if (f == nullptr)
+    return;
+  fprintf(f, "%s,%.1f,%.1f,%.4f,%.4f,%.4f\n", c.name.c_str(), base, subject,
+          subject / base, *lo, *hi);
+  fclose(f);
+}
+
+}  // namespace perf
