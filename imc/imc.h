@@ -102,7 +102,9 @@ IMC_EXPORT int imc_connect(int address);
 /* Connects to `address` (a SocketAddress) and returns the connected socket.
  * Requests queue on the address without limit other than the kernel's socket
  * buffer (docs/imc.md gives the measured number); when it is full the call
- * waits, or with IMC_NONBLOCK fails with EAGAIN.
+ * waits, or with IMC_NONBLOCK fails with EAGAIN. Each pending request also
+ * keeps one descriptor in flight, counted against the caller's
+ * RLIMIT_NOFILE: past that the call fails with ETOOMANYREFS.
  * With IMC_CONNECT_CONFIRM, the call also waits up to `timeout_ms`
  * milliseconds (negative: no limit) until an acceptor has taken the request;
  * the confirmation is consumed here and never seen by the caller's reads.
@@ -110,7 +112,8 @@ IMC_EXPORT int imc_connect(int address);
  * accepted a confirmed request), ETIMEDOUT (confirmation not in time),
  * EAGAIN (IMC_NONBLOCK and the queue is full), EPROTO (the acceptor answered
  * something other than the confirmation), ENOTSOCK / EBADF / EINVAL (address
- * is not a SocketAddress, or unknown flags), EMFILE, ENFILE, ENOMEM. */
+ * is not a SocketAddress, or unknown flags), ETOOMANYREFS, EMFILE, ENFILE,
+ * ENOMEM. */
 IMC_EXPORT int imc_connect_ex(int address, int flags, int timeout_ms);
 
 /* Waits for and returns the next connection made to BoundSocket `bound`.
@@ -147,8 +150,10 @@ IMC_EXPORT int imc_sendmsg(int fd, const struct NaClImcMsgHdr* msg, int flags);
  * more bytes than iov holds (the rest is discarded) and
  * RECVMSG_DESC_TRUNCATED if it had more descriptors than descv holds (the
  * first ones are stored, the rest closed).
- * Returns the number of bytes stored. 0 with desc_length 0 means end of
- * stream: the peer has closed and every message has been read.
+ * Returns the number of bytes stored. 0 with desc_length 0 and flags 0
+ * means end of stream: the peer has closed and every message has been read.
+ * (ECONNRESET, which the kernel reports once when our own sends went unread
+ * at the peer's close, is absorbed: queued messages are still returned.)
  * Errors: EAGAIN (IMC_NONBLOCK and nothing to read), EMFILE / ENFILE (the
  * message's descriptors could not all be received: the message is dropped
  * and every descriptor of it closed), EINVAL (msg NULL, too many iovecs,

@@ -35,6 +35,10 @@ int imc_makeboundsock(int sock_and_addr[2]) {
   int size = INT_MAX / 2;
   (void)setsockopt(sock_and_addr[1], SOL_SOCKET, SO_SNDBUF, &size,
                    sizeof(size));
+  /* Nothing is ever sent to an address. Shutting its read side also marks
+   * it: accept refuses a socket that is shut for reading, so a connector
+   * cannot hand in a copy of the address as its "connection". */
+  (void)shutdown(sock_and_addr[1], SHUT_RD);
   return 0;
 }
 
@@ -119,8 +123,8 @@ int imc_connect(int address) {
   return imc_connect_ex(address, 0, -1);
 }
 
-/* True if `fd` is a connected AF_UNIX SOCK_SEQPACKET socket: something
- * imc_sendmsg and imc_recvmsg can use. */
+/* True if `fd` is a connected AF_UNIX SOCK_SEQPACKET socket that is not a
+ * SocketAddress: something imc_sendmsg and imc_recvmsg can use. */
 static bool is_connected_imc_socket(int fd) {
   int type = 0;
   socklen_t len = sizeof(type);
@@ -130,9 +134,16 @@ static bool is_connected_imc_socket(int fd) {
   struct sockaddr_storage peer;
   len = sizeof(peer);
   /* Fails with ENOTCONN for listening and unconnected sockets. */
-  if (getpeername(fd, (struct sockaddr*)&peer, &len) != 0)
+  if (getpeername(fd, (struct sockaddr*)&peer, &len) != 0 ||
+      len < sizeof(peer.ss_family) || peer.ss_family != AF_UNIX)
     return false;
-  return len >= sizeof(peer.ss_family) && peer.ss_family == AF_UNIX;
+  /* Shut for reading while its peer lives: a SocketAddress. (A connection
+   * whose connector has since closed shows POLLHUP too, and is accepted:
+   * what it sent before closing is still there to read.) */
+  struct pollfd pfd = {fd, POLLRDHUP, 0};
+  if (poll(&pfd, 1, 0) < 0)
+    return false;
+  return !((pfd.revents & POLLRDHUP) && !(pfd.revents & POLLHUP));
 }
 
 /* True if no connect request can reach `bound` any more: every address is

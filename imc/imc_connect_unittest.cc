@@ -362,3 +362,43 @@ TEST_F(ImcConnectTest, ManyThreadsConnectAndAcceptAtOnce) {
 }
 
 }  // namespace
+
+namespace {
+
+using imc_test::Receive;
+using imc_test::Send;
+
+// A connector that hands in a copy of the address itself must not become a
+// connection: the acceptor would hold the address and never see EPIPE.
+TEST(ImcConnectHostileTest, TheAddressItselfIsNotAcceptedAsAConnection) {
+  int bound[2];
+  ASSERT_EQ(0, imc_makeboundsock(bound));
+  NaClImcMsgIoVec iov = {const_cast<char*>("c"), 1};
+  NaClImcMsgHdr msg = {&iov, 1, &bound[1], 1, 0};
+  ASSERT_EQ(1, imc_sendmsg(bound[1], &msg, 0));
+  close(bound[1]);
+  errno = 0;
+  EXPECT_EQ(-1, imc_accept(bound[0]));
+  EXPECT_EQ(EPIPE, errno);
+  close(bound[0]);
+}
+
+// A connection whose connector sent a message and closed before anyone
+// accepted is still handed out, message and all.
+TEST(ImcConnectHostileTest, AClosedConnectorsMessageIsStillDelivered) {
+  int bound[2];
+  ASSERT_EQ(0, imc_makeboundsock(bound));
+  int client = imc_connect(bound[1]);
+  ASSERT_GE(client, 0);
+  ASSERT_EQ(7, Send(client, "goodbye"));
+  close(client);
+  int server = imc_accept(bound[0]);
+  ASSERT_GE(server, 0);
+  EXPECT_EQ("goodbye", Receive(server).bytes);
+  EXPECT_EQ(0, Receive(server).result);
+  close(server);
+  close(bound[0]);
+  close(bound[1]);
+}
+
+}  // namespace

@@ -163,9 +163,12 @@ ssize_t imc_internal_recv(int fd,
   mh.msg_control = control.buf;
   mh.msg_controllen = CMSG_LEN(sizeof(int) * room);
   ssize_t got;
+  /* ECONNRESET on receive means only that our own sends went unread when
+   * the peer closed; the kernel reports it once, ahead of whatever is still
+   * queued for us. Retrying returns that data, then end of stream. */
   do {
     got = recvmsg(fd, &mh, sysflags | MSG_CMSG_CLOEXEC);
-  } while (got < 0 && errno == EINTR);
+  } while (got < 0 && (errno == EINTR || errno == ECONNRESET));
   *out_num_fds = 0;
   *out_flags = 0;
   if (got < 0)

@@ -487,3 +487,25 @@ TEST(ImcCompatTest, NaClNamesMapToTheLayer) {
 }
 
 }  // namespace
+
+namespace {
+
+// The kernel reports ECONNRESET to a receiver whose own messages went
+// unread when the peer closed, ahead of the messages still queued for it.
+// Those messages must not be lost.
+TEST(ImcResetTest, RepliesQueuedBeforeThePeerClosedAreStillReceived) {
+  int pair[2];
+  ASSERT_EQ(0, imc_socketpair(pair));
+  ASSERT_EQ(8, imc_test::Send(pair[0], "request1"));
+  ASSERT_EQ(8, imc_test::Send(pair[0], "request2"));
+  ASSERT_EQ("request1", imc_test::Receive(pair[1]).bytes);
+  ASSERT_EQ(5, imc_test::Send(pair[1], "reply"));
+  close(pair[1]);  // request2 was never read
+  imc_test::Received r = imc_test::Receive(pair[0]);
+  EXPECT_EQ(5, r.result) << strerror(r.error);
+  EXPECT_EQ("reply", r.bytes);
+  EXPECT_EQ(0, imc_test::Receive(pair[0]).result);
+  close(pair[0]);
+}
+
+}  // namespace

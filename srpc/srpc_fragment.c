@@ -23,7 +23,7 @@ int srpc_fragment_send(int fd,
                        size_t max_datagram) {
   if (len > UINT32_MAX || num_fds > SRPC_MAX_ARGS ||
       max_datagram <= 2 * SRPC_LENGTH_RECORD_BYTES ||
-      max_datagram > IMC_MAX_DATA_BYTES) {
+      max_datagram > SRPC_MAX_DATAGRAM_BYTES) {
     errno = EINVAL;
     return -1;
   }
@@ -152,8 +152,11 @@ int srpc_fragment_receive(int fd, SrpcReassembly* r) {
     struct NaClImcMsgIoVec iov = {datagram, sizeof(datagram)};
     struct NaClImcMsgHdr msg = {&iov, 1, fds, SRPC_MAX_ARGS, 0};
     int got = imc_recvmsg(fd, &msg, 0);
-    if (got < 0)
+    if (got < 0) {
+      /* A lost datagram cannot be stitched around. */
+      srpc_reassembly_reset(r);
       return -1;
+    }
     if (got == 0 && msg.desc_length == 0) {
       if (!r->started)
         return 0;

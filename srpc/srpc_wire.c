@@ -45,7 +45,10 @@ static bool buffer_reserve(SrpcBuffer* b, size_t more) {
 static size_t body_bytes(const SrpcArg* arg) {
   if (arg->type == SRPC_TYPE_STRING)
     return arg->u.str ? strlen(arg->u.str) + 1 : 1;
-  return (size_t)arg->count * srpc_type_element_size(arg->type);
+  size_t size = srpc_type_element_size(arg->type);
+  if (size != 0 && arg->count > SIZE_MAX / size)
+    return SIZE_MAX; /* refused by the caller's size check */
+  return (size_t)arg->count * size;
 }
 
 static bool valid_for_encoding(const SrpcArg* arg, bool as_value) {
@@ -231,9 +234,11 @@ static int get_record(const uint8_t* p, SrpcArg* arg) {
  * record) from [*p, end), advancing *p. */
 static int get_body(const uint8_t** p, const uint8_t* end, SrpcArg* arg) {
   size_t size = srpc_type_element_size(arg->type);
-  size_t bytes = (size_t)arg->count * size;
   if (size == 0)
     return SRPC_RESULT_OK;
+  if (arg->count > SIZE_MAX / size)
+    return SRPC_RESULT_MESSAGE_TRUNCATED;
+  size_t bytes = (size_t)arg->count * size;
   /* Checked against the bytes present before anything is allocated. */
   if (bytes > (size_t)(end - *p))
     return SRPC_RESULT_MESSAGE_TRUNCATED;
@@ -290,7 +295,10 @@ static int decode_args(const uint8_t* data,
     SrpcArg* t = &out->templates[i];
     if (t->type == SRPC_TYPE_STRING)
       t->count = 0; /* a string result's size is the server's to choose */
-    size_t bytes = (size_t)t->count * srpc_type_element_size(t->type);
+    size_t size = srpc_type_element_size(t->type);
+    if (size != 0 && t->count > SIZE_MAX / size)
+      return SRPC_RESULT_NO_MEMORY;
+    size_t bytes = (size_t)t->count * size;
     if (bytes > max_bytes - capacity)
       return SRPC_RESULT_NO_MEMORY;
     capacity += bytes;
