@@ -121,6 +121,7 @@ typedef enum SrpcSignatureError {
   SRPC_SIGNATURE_BAD_NAME_CHAR, /* a control character in the name */
   SRPC_SIGNATURE_UNKNOWN_TYPE,  /* a letter that is not an SrpcType */
   SRPC_SIGNATURE_TOO_MANY_ARGS, /* more than SRPC_MAX_ARGS ins or outs */
+  SRPC_SIGNATURE_DUPLICATE,     /* a second method of the same name */
 } SrpcSignatureError;
 
 /* Parses `signature` ("name:ins:outs", nothing after outs) into *out.
@@ -140,6 +141,142 @@ SRPC_EXPORT int srpc_discovery_parse(const char* text,
                                      size_t len,
                                      SrpcSignature* out,
                                      size_t max);
+
+/* ------------------------------------------------------------------------
+ * Services: method tables.
+ * ------------------------------------------------------------------------ */
+
+typedef struct SrpcRpc SrpcRpc; /* one incoming call, until completed */
+
+/* A method. `in` holds the inputs, typed as the signature says (owned by
+ * the library; a handler that keeps a descriptor sets its hval to -1).
+ * `out` holds the results to fill, typed as the signature says: scalars by
+ * value; arrays start empty with `count` = the most elements the caller can
+ * take (use srpc_arg_alloc); strings with srpc_arg_set_string or a
+ * malloc'd u.str; handles by setting hval (the library sends and then
+ * closes it). `in` and `out` stay valid until srpc_rpc_complete.
+ * The handler must call srpc_rpc_complete exactly once, from any thread,
+ * before or after it returns (after: deferred completion). */
+typedef void (*SrpcHandler)(SrpcRpc* rpc,
+                            SrpcArg* in,
+                            SrpcArg* out,
+                            void* user);
+
+typedef struct SrpcMethod {
+  const char* signature; /* "name:ins:outs" */
+  SrpcHandler handler;
+} SrpcMethod;
+
+typedef struct SrpcService SrpcService;
+
+/* Builds a service from `methods[0..n)`; they get method numbers 1..n, and
+ * method 0 is service_discovery::C. `user` is passed to every handler.
+ * Returns NULL if a signature is invalid or a name repeats; then *out_error
+ * (if not NULL) says why and *out_index (if not NULL) which entry. */
+SRPC_EXPORT SrpcService* srpc_service_new(const SrpcMethod* methods,
+                                          size_t n,
+                                          void* user,
+                                          SrpcSignatureError* out_error,
+                                          size_t* out_index);
+SRPC_EXPORT void srpc_service_free(SrpcService* service);
+
+/* The discovery text of `service` ("name:ins:outs\n" per method, method 0
+ * first) and its length; owned by the service. */
+SRPC_EXPORT const char* srpc_service_discovery_text(const SrpcService* service,
+                                                    size_t* out_len);
+
+/* For a handler: allocates `count` zeroed elements for array result `out`
+ * (at most the count it came with) and returns them, or NULL. */
+SRPC_EXPORT void* srpc_arg_alloc(SrpcArg* out, uint32_t count);
+
+/* For a handler: sets string result `out` to a copy of `s`. Returns 0, or
+ * -1 if out of memory. */
+SRPC_EXPORT int srpc_arg_set_string(SrpcArg* out, const char* s);
+
+/* Sends the reply of `rpc` with `result` (SRPC_RESULT_OK, _APP_ERROR, or
+ * _BREAK: reply OK, then the server loop on this channel returns) and frees
+ * it. Any thread. */
+SRPC_EXPORT void srpc_rpc_complete(SrpcRpc* rpc, int result);
+
+/* The method number of `rpc`, and the channel it arrived on (a handler may
+ * call back to the caller on it: an upcall). */
+SRPC_EXPORT uint32_t srpc_rpc_number(const SrpcRpc* rpc);
+typedef struct SrpcChannel SrpcChannel;
+SRPC_EXPORT SrpcChannel* srpc_rpc_channel(const SrpcRpc* rpc);
+
+/* ------------------------------------------------------------------------
+ * Channels: one connected IMC socket, calls both ways.
+ * ------------------------------------------------------------------------ */
+
+typedef struct SrpcChannel SrpcChannel;
+
+/* Makes a channel on connected IMC socket `fd` (the channel owns it from
+ * now on, even on failure). `service` (may be NULL: a pure client) serves
+ * requests arriving on the channel; it must outlive the channel.
+ * `max_message_bytes` bounds what a peer can make us allocate for one
+ * message (0: SRPC_DEFAULT_MAX_MESSAGE_BYTES). Returns NULL if out of
+ * memory. */
+SRPC_EXPORT SrpcChannel* srpc_channel_new(int fd,
+                                          const SrpcService* service,
+                                          size_t max_message_bytes);
+
+/* Drops the caller's reference. The socket is closed once no deferred call
+ * still needs it. No thread may be calling on or serving the channel. */
+SRPC_EXPORT void srpc_channel_free(SrpcChannel* channel);
+
+/* Serves requests until the peer closes (returns SRPC_RESULT_OK), a method
+ * completes with SRPC_RESULT_BREAK (returns SRPC_RESULT_BREAK), or the
+ * channel fails (returns SRPC_RESULT_INTERNAL: a read error, or a message
+ * that could not even be framed, after which the channel is closed). While
+ * it runs, replies to calls made on other threads are delivered too. */
+SRPC_EXPORT int srpc_channel_serve(SrpcChannel* channel);
+
+/* Calls method `rpc_number` with inputs in[0..num_in) and results
+ * out[0..num_out). Each out[i] is typed by the caller; arrays give their
+ * buffer in u.ptr and its capacity in count (count becomes the number
+ * received); strings arrive malloc'd in u.str (the caller frees); handles
+ * arrive in hval (the caller owns them). Blocks until the reply, serving
+ * requests that arrive meanwhile. Any number of threads may call at once.
+ * Returns the reply's result code, or: SRPC_RESULT_INTERNAL (the channel is
+ * closed or failed: the peer is gone), SRPC_RESULT_MESSAGE_TRUNCATED (a
+ * result does not fit its buffer), SRPC_RESULT_OUT_ARG_TYPE_MISMATCH (the
+ * results are not what was asked for), or an encoding error. */
+SRPC_EXPORT int srpc_invoke_args(SrpcChannel* channel,
+                                 uint32_t rpc_number,
+                                 const SrpcArg* in,
+                                 size_t num_in,
+                                 SrpcArg* out,
+                                 size_t num_out);
+
+/* Calls method 0 and keeps the peer's method table on the channel. Returns
+ * SRPC_RESULT_OK or the failure. */
+SRPC_EXPORT int srpc_channel_discover(SrpcChannel* channel);
+
+/* After srpc_channel_discover: the number of methods and method i's
+ * signature (NULL past the end). */
+SRPC_EXPORT size_t srpc_channel_method_count(const SrpcChannel* channel);
+SRPC_EXPORT const SrpcSignature* srpc_channel_method(const SrpcChannel* channel,
+                                                     size_t i);
+
+/* The method number of `name_or_signature` ("add", or "add:ii:i" to match
+ * the types too) among the discovered methods, or -1. */
+SRPC_EXPORT int srpc_channel_lookup(const SrpcChannel* channel,
+                                    const char* name_or_signature);
+
+/* Calls a discovered method by name or full signature, with arguments in
+ * the varargs style of Native Client: for each input by its type letter,
+ *   b: int   i: int32_t   l: int64_t   d: double   h: int   s: const char*
+ *   C: uint32_t count, const char*     I: uint32_t count, const int32_t*
+ *   L: uint32_t count, const int64_t*  D: uint32_t count, const double*
+ * then for each result a pointer:
+ *   b: int*   i: int32_t*   l: int64_t*   d: double*   h: int*
+ *   s: char** (malloc'd for the caller)
+ *   C/I/L/D: uint32_t* count (in: capacity, out: received), then the buffer.
+ * Returns as srpc_invoke_args, or SRPC_RESULT_BAD_RPC_NUMBER if no such
+ * method was discovered. */
+SRPC_EXPORT int srpc_invoke(SrpcChannel* channel,
+                            const char* name_or_signature,
+                            ...);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -85,6 +85,8 @@ const char* srpc_signature_error_string(SrpcSignatureError error) {
       return "unknown type letter";
     case SRPC_SIGNATURE_TOO_MANY_ARGS:
       return "more than 128 arguments";
+    case SRPC_SIGNATURE_DUPLICATE:
+      return "duplicate method name";
   }
   return "unknown signature error";
 }

@@ -1,0 +1,357 @@
+/* Channels: sending, the single-reader receive loop, request ids and the
+ * matching of replies to waiting callers.
+ *
+ * No lock is held across a round trip. Whichever waiting thread finds no
+ * one reading becomes the reader for one message: a reply wakes the caller
+ * it belongs to, a request is served right there (an upcall) with the
+ * reading role released, so others can read meanwhile. */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "srpc/srpc_channel_internal.h"
+
+SrpcChannel* srpc_channel_new(int fd,
+                              const SrpcService* service,
+                              size_t max_message_bytes) {
+  SrpcChannel* ch = calloc(1, sizeof(*ch));
+  if (ch == NULL) {
+    close(fd);
+    return NULL;
+  }
+  ch->fd = fd;
+  ch->service = service;
+  ch->max_message_bytes =
+      max_message_bytes ? max_message_bytes : SRPC_DEFAULT_MAX_MESSAGE_BYTES;
+  pthread_mutex_init(&ch->send_mu, NULL);
+  pthread_mutex_init(&ch->mu, NULL);
+  pthread_cond_init(&ch->cv, NULL);
+  ch->refs = 1;
+  ch->next_id = 1;
+  srpc_reassembly_init(&ch->reassembly, ch->max_message_bytes);
+  return ch;
+}
+
+void srpc_channel_ref(SrpcChannel* ch) {
+  pthread_mutex_lock(&ch->mu);
+  ch->refs++;
+  pthread_mutex_unlock(&ch->mu);
+}
+
+void srpc_channel_free(SrpcChannel* ch) {
+  if (ch == NULL)
+    return;
+  pthread_mutex_lock(&ch->mu);
+  int refs = --ch->refs;
+  pthread_mutex_unlock(&ch->mu);
+  if (refs > 0)
+    return;
+  srpc_reassembly_reset(&ch->reassembly);
+  close(ch->fd);
+  free(ch->methods);
+  pthread_cond_destroy(&ch->cv);
+  pthread_mutex_destroy(&ch->mu);
+  pthread_mutex_destroy(&ch->send_mu);
+  free(ch);
+}
+
+int srpc_channel_send(SrpcChannel* ch,
+                      const SrpcHeader* header,
+                      const SrpcArg* templates,
+                      size_t num_templates,
+                      const SrpcArg* values,
+                      size_t num_values) {
+  SrpcBuffer body = {0};
+  int fds[SRPC_MAX_ARGS];
+  size_t num_fds;
+  int r = srpc_wire_encode(header, templates, num_templates, values, num_values,
+                           &body, fds, &num_fds);
+  if (r == SRPC_RESULT_OK && body.len > ch->max_message_bytes)
+    r = SRPC_RESULT_NO_MEMORY;
+  if (r == SRPC_RESULT_OK) {
+    pthread_mutex_lock(&ch->send_mu);
+    if (srpc_fragment_send(ch->fd, body.data, body.len, fds, num_fds,
+                           SRPC_MAX_DATAGRAM_BYTES) != 0)
+      r = SRPC_RESULT_INTERNAL;
+    pthread_mutex_unlock(&ch->send_mu);
+  }
+  srpc_buffer_free(&body);
+  return r;
+}
+
+void srpc_channel_request_break(SrpcChannel* ch) {
+  pthread_mutex_lock(&ch->mu);
+  ch->break_requested = true;
+  pthread_cond_broadcast(&ch->cv);
+  pthread_mutex_unlock(&ch->mu);
+}
+
+/* With mu held: no reply can come any more. Wakes every waiter. */
+static void mark_closed(SrpcChannel* ch) {
+  ch->closed = true;
+  pthread_cond_broadcast(&ch->cv);
+}
+
+static SrpcPendingCall* find_pending(SrpcChannel* ch, uint32_t id) {
+  for (SrpcPendingCall* c = ch->pending; c != NULL; c = c->next) {
+    if (c->id == id && !c->done)
+      return c;
+  }
+  return NULL;
+}
+
+/* Called with mu held and `reading` clear: receives and handles one message
+ * (mu is released meanwhile). Returns with mu held and `reading` clear. */
+static void read_one(SrpcChannel* ch) {
+  ch->reading = true;
+  pthread_mutex_unlock(&ch->mu);
+  int got = srpc_fragment_receive(ch->fd, &ch->reassembly);
+  SrpcMessage m;
+  int decoded = SRPC_RESULT_INTERNAL;
+  size_t len = 0;
+  if (got == 1) {
+    uint8_t* data;
+    int fds[SRPC_MAX_ARGS];
+    size_t num_fds;
+    srpc_reassembly_take(&ch->reassembly, &data, &len, fds, &num_fds);
+    decoded =
+        srpc_wire_decode(data, len, fds, num_fds, ch->max_message_bytes, &m);
+    free(data);
+  }
+  pthread_mutex_lock(&ch->mu);
+  ch->reading = false;
+  pthread_cond_broadcast(&ch->cv);
+  if (got != 1 || len < SRPC_HEADER_BYTES) {
+    /* End of stream, a read error, or a message that cannot be addressed:
+     * the channel is done. Shut it so the peer learns too. */
+    if (got == 1 || got < 0) {
+      shutdown(ch->fd, SHUT_RDWR);
+      ch->failed = true;
+    }
+    mark_closed(ch);
+    return;
+  }
+  if (!m.header.is_request) {
+    SrpcPendingCall* call = find_pending(ch, m.header.request_id);
+    if (call == NULL) {
+      srpc_message_free(&m); /* a reply nobody waits for: dropped */
+      return;
+    }
+    call->reply = m;
+    call->decode_result = decoded;
+    call->done = true;
+    return;
+  }
+  pthread_mutex_unlock(&ch->mu);
+  srpc_server_dispatch(ch, &m, decoded);
+  pthread_mutex_lock(&ch->mu);
+}
+
+int srpc_channel_serve(SrpcChannel* ch) {
+  pthread_mutex_lock(&ch->mu);
+  int result = SRPC_RESULT_OK;
+  for (;;) {
+    if (ch->break_requested) {
+      ch->break_requested = false;
+      result = SRPC_RESULT_BREAK;
+      break;
+    }
+    if (ch->closed) {
+      if (ch->failed)
+        result = SRPC_RESULT_INTERNAL;
+      break;
+    }
+    if (!ch->reading)
+      read_one(ch);
+    else
+      pthread_cond_wait(&ch->cv, &ch->mu);
+  }
+  pthread_mutex_unlock(&ch->mu);
+  return result;
+}
+
+/* Copies reply value `v` into the caller's result `out`. */
+static int copy_result(SrpcArg* v, SrpcArg* out) {
+  if (v->type != out->type)
+    return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+  size_t size = srpc_type_element_size(v->type);
+  if (v->type == SRPC_TYPE_STRING) {
+    out->u.str = v->u.str;
+    out->count = v->count;
+    v->u.str = NULL;
+  } else if (size != 0) {
+    if (v->count > out->count)
+      return SRPC_RESULT_MESSAGE_TRUNCATED;
+    if (v->count > 0)
+      memcpy(out->u.ptr, v->u.ptr, (size_t)v->count * size);
+    out->count = v->count;
+  } else if (v->type == SRPC_TYPE_HANDLE) {
+    out->u.hval = v->u.hval;
+    v->u.hval = -1;
+  } else {
+    out->u = v->u;
+  }
+  return SRPC_RESULT_OK;
+}
+
+/* Gives back a result that copy_result handed to the caller. */
+static void release_taken(SrpcArg* out) {
+  if (out->type == SRPC_TYPE_STRING) {
+    free(out->u.str);
+    out->u.str = NULL;
+  } else if (out->type == SRPC_TYPE_HANDLE && out->u.hval >= 0) {
+    close(out->u.hval);
+    out->u.hval = -1;
+  }
+}
+
+/* Moves the reply's values into the caller's results: all or nothing. */
+static int take_results(SrpcMessage* reply, SrpcArg* out, size_t num_out) {
+  int r = (int)reply->header.result;
+  if (r != SRPC_RESULT_OK)
+    return r;
+  if (reply->header.value_len != num_out)
+    return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+  size_t i = 0;
+  for (; i < num_out && r == SRPC_RESULT_OK; i++)
+    r = copy_result(&reply->values[i], &out[i]);
+  if (r != SRPC_RESULT_OK) {
+    for (size_t j = 0; j + 1 < i; j++)
+      release_taken(&out[j]);
+  }
+  return r;
+}
+
+/* Sends a request and waits for its reply; on success the reply is left in
+ * call->reply for the caller to consume and free. */
+static int round_trip(SrpcChannel* ch,
+                      uint32_t rpc_number,
+                      const SrpcArg* in,
+                      size_t num_in,
+                      const SrpcArg* templates,
+                      size_t num_out,
+                      SrpcPendingCall* call) {
+  memset(call, 0, sizeof(*call));
+  pthread_mutex_lock(&ch->mu);
+  if (ch->closed) {
+    pthread_mutex_unlock(&ch->mu);
+    return SRPC_RESULT_INTERNAL;
+  }
+  call->id = ch->next_id++;
+  if (ch->next_id == 0)
+    ch->next_id = 1; /* 0 is what the original library's callers use */
+  call->next = ch->pending;
+  ch->pending = call;
+  pthread_mutex_unlock(&ch->mu);
+
+  SrpcHeader h = {SRPC_PROTOCOL_VERSION, call->id, 1, rpc_number,
+                  SRPC_RESULT_OK,        0,        0};
+  int r = srpc_channel_send(ch, &h, templates, num_out, in, num_in);
+
+  pthread_mutex_lock(&ch->mu);
+  while (r == SRPC_RESULT_OK && !call->done) {
+    if (ch->closed)
+      r = SRPC_RESULT_INTERNAL;
+    else if (!ch->reading)
+      read_one(ch);
+    else
+      pthread_cond_wait(&ch->cv, &ch->mu);
+  }
+  for (SrpcPendingCall** p = &ch->pending; *p != NULL; p = &(*p)->next) {
+    if (*p == call) {
+      *p = call->next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ch->mu);
+  if (r == SRPC_RESULT_OK && call->decode_result != SRPC_RESULT_OK) {
+    r = call->decode_result;
+    srpc_message_free(&call->reply);
+  } else if (r != SRPC_RESULT_OK && call->done) {
+    srpc_message_free(&call->reply);
+  }
+  return r;
+}
+
+int srpc_invoke_args(SrpcChannel* ch,
+                     uint32_t rpc_number,
+                     const SrpcArg* in,
+                     size_t num_in,
+                     SrpcArg* out,
+                     size_t num_out) {
+  if (num_in > SRPC_MAX_ARGS || num_out > SRPC_MAX_ARGS)
+    return SRPC_RESULT_TOO_MANY_ARGS;
+  SrpcPendingCall call;
+  int r = round_trip(ch, rpc_number, in, num_in, out, num_out, &call);
+  if (r != SRPC_RESULT_OK)
+    return r;
+  r = take_results(&call.reply, out, num_out);
+  srpc_message_free(&call.reply);
+  return r;
+}
+
+int srpc_channel_discover(SrpcChannel* ch) {
+  SrpcArg t = {0};
+  t.type = SRPC_TYPE_CHAR_ARRAY;
+  t.count = (uint32_t)(ch->max_message_bytes < UINT32_MAX
+                           ? ch->max_message_bytes - SRPC_HEADER_BYTES -
+                                 SRPC_ARG_BYTES
+                           : UINT32_MAX);
+  SrpcPendingCall call;
+  int r = round_trip(ch, 0, NULL, 0, &t, 1, &call);
+  if (r != SRPC_RESULT_OK)
+    return r;
+  r = (int)call.reply.header.result;
+  if (r == SRPC_RESULT_OK &&
+      (call.reply.header.value_len != 1 || call.reply.values[0].type != 'C'))
+    r = SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+  if (r == SRPC_RESULT_OK) {
+    const char* text = call.reply.values[0].u.carr;
+    size_t len = call.reply.values[0].count;
+    int n = srpc_discovery_parse(text, len, NULL, 0);
+    SrpcSignature* sigs = n > 0 ? calloc((size_t)n, sizeof(*sigs)) : NULL;
+    if (n < 0) {
+      r = SRPC_RESULT_BAD_ARG_TYPE;
+    } else if (n > 0 && sigs == NULL) {
+      r = SRPC_RESULT_NO_MEMORY;
+    } else {
+      srpc_discovery_parse(text, len, sigs, (size_t)n);
+      pthread_mutex_lock(&ch->mu);
+      free(ch->methods);
+      ch->methods = sigs;
+      ch->num_methods = (size_t)n;
+      pthread_mutex_unlock(&ch->mu);
+    }
+  }
+  srpc_message_free(&call.reply);
+  return r;
+}
+
+size_t srpc_channel_method_count(const SrpcChannel* ch) {
+  return ch->num_methods;
+}
+
+const SrpcSignature* srpc_channel_method(const SrpcChannel* ch, size_t i) {
+  return i < ch->num_methods ? &ch->methods[i] : NULL;
+}
+
+int srpc_channel_lookup(const SrpcChannel* ch, const char* name_or_sig) {
+  if (name_or_sig == NULL)
+    return -1;
+  SrpcSignature want;
+  bool full = strchr(name_or_sig, ':') != NULL;
+  if (full && srpc_signature_parse(name_or_sig, &want) != SRPC_SIGNATURE_OK)
+    return -1;
+  for (size_t i = 0; i < ch->num_methods && i <= INT32_MAX; i++) {
+    const SrpcSignature* s = &ch->methods[i];
+    if (full ? strcmp(s->name, want.name) == 0 &&
+                   strcmp(s->ins, want.ins) == 0 &&
+                   strcmp(s->outs, want.outs) == 0
+             : strcmp(s->name, name_or_sig) == 0)
+      return (int)i;
+  }
+  return -1;
+}

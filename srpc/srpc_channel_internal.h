@@ -1,0 +1,83 @@
+/* Internal to srpc/: the channel and service structures shared by
+ * srpc_channel.c (calls, the reading loop), srpc_server.c (dispatch) and
+ * srpc_client.c (invocation forms). */
+
+#ifndef SRPC_SRPC_CHANNEL_INTERNAL_H_
+#define SRPC_SRPC_CHANNEL_INTERNAL_H_
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "srpc/srpc.h"
+#include "srpc/srpc_fragment.h"
+#include "srpc/srpc_wire.h"
+
+struct SrpcService {
+  size_t count; /* methods, discovery (number 0) included */
+  SrpcSignature* sigs;
+  SrpcHandler* handlers;
+  void* user;
+  char* discovery;
+  size_t discovery_len;
+};
+
+/* A call waiting for its reply. Lives on the caller's stack. */
+typedef struct SrpcPendingCall {
+  uint32_t id;
+  bool done;
+  int decode_result; /* of the reply, when done */
+  SrpcMessage reply;
+  struct SrpcPendingCall* next;
+} SrpcPendingCall;
+
+struct SrpcChannel {
+  int fd;
+  const SrpcService* service;
+  size_t max_message_bytes;
+  pthread_mutex_t send_mu; /* held for the datagrams of one message only */
+  pthread_mutex_t mu;      /* everything below */
+  pthread_cond_t cv;
+  int refs;
+  bool reading; /* one thread at a time receives */
+  bool closed;  /* end of stream or failure: no reply will come */
+  bool failed;  /* closed by a read or framing error */
+  bool break_requested;
+  uint32_t next_id;
+  SrpcPendingCall* pending;
+  SrpcReassembly reassembly; /* used by the reading thread only */
+  SrpcSignature* methods;    /* from discovery */
+  size_t num_methods;
+};
+
+struct SrpcRpc {
+  SrpcChannel* channel;
+  uint32_t request_id;
+  uint32_t rpc_number;
+  SrpcArg* in;
+  size_t num_in;
+  SrpcArg* out;
+  size_t num_out;
+  uint32_t* capacity; /* per result: what the caller can take */
+};
+
+/* Encodes and sends one message. Returns SRPC_RESULT_OK, an encoding error,
+ * or SRPC_RESULT_INTERNAL if the send failed. */
+int srpc_channel_send(SrpcChannel* channel,
+                      const SrpcHeader* header,
+                      const SrpcArg* templates,
+                      size_t num_templates,
+                      const SrpcArg* values,
+                      size_t num_values);
+
+void srpc_channel_ref(SrpcChannel* channel);
+
+/* Serves one decoded request (srpc_server.c). Takes ownership of `m`.
+ * `decode_result` is how decoding went. */
+void srpc_server_dispatch(SrpcChannel* channel,
+                          SrpcMessage* m,
+                          int decode_result);
+
+/* Marks the channel for the server loop to end (after a BREAK). */
+void srpc_channel_request_break(SrpcChannel* channel);
+
+#endif /* SRPC_SRPC_CHANNEL_INTERNAL_H_ */
