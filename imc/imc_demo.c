@@ -80,7 +80,9 @@ static int run_host(const char* self) {
   pid_t pid = fork();
   if (pid == 0) {
     /* Only the SocketAddress goes to the module, as descriptor 3. */
-    if (dup2(bound_and_address[1], 3) < 0)
+    int address = bound_and_address[1];
+    /* dup2 onto itself would keep close-on-exec: clear it instead. */
+    if ((address == 3 ? fcntl(3, F_SETFD, 0) : dup2(address, 3)) < 0)
       _exit(126);
     execl(self, self, "--module", (char*)NULL);
     _exit(127);
