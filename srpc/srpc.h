@@ -231,6 +231,18 @@ SRPC_EXPORT void srpc_channel_free(SrpcChannel* channel);
  * it runs, replies to calls made on other threads are delivered too. */
 SRPC_EXPORT int srpc_channel_serve(SrpcChannel* channel);
 
+/* Serves every connection made to BoundSocket `bound` with `service`: each
+ * accepted connection gets its own channel and thread running
+ * srpc_channel_serve (a BREAK ends that connection only). Returns once no
+ * connection can arrive any more (every SocketAddress closed) and every
+ * connection has ended: SRPC_RESULT_OK; or SRPC_RESULT_INTERNAL if accept
+ * fails otherwise (after the connections end). Does not close `bound`.
+ * One thread per connection: thousands of connections are thousands of
+ * threads. */
+SRPC_EXPORT int srpc_serve_bound(int bound,
+                                 const SrpcService* service,
+                                 size_t max_message_bytes);
+
 /* Calls method `rpc_number` with inputs in[0..num_in) and results
  * out[0..num_out). Each out[i] is typed by the caller; arrays give their
  * buffer in u.ptr and its capacity in count (count becomes the number

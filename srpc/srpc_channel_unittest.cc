@@ -699,3 +699,75 @@ TEST(SrpcPeerDeathTest, CallerGetsAnErrorWhenTheServerProcessDies) {
 }
 
 }  // namespace
+
+namespace {
+
+// Every connection of a BoundSocket is served at once, each on its own
+// thread; the loop returns when every address is closed.
+TEST(SrpcServeBoundTest, ServesConnectionsConcurrentlyUntilTheAddressCloses) {
+  SrpcService* service =
+      srpc_service_new(kMethods, sizeof(kMethods) / sizeof(kMethods[0]),
+                       nullptr, nullptr, nullptr);
+  int bound[2];
+  ASSERT_EQ(0, imc_makeboundsock(bound));
+  std::atomic<int> result{-1};
+  std::thread acceptor(
+      [&] { result = srpc_serve_bound(bound[0], service, 0); });
+  const int kClients = 6;
+  std::vector<SrpcChannel*> clients;
+  for (int i = 0; i < kClients; i++) {
+    int fd = imc_connect_ex(bound[1], IMC_CONNECT_CONFIRM, 10000);
+    ASSERT_GE(fd, 0);
+    clients.push_back(srpc_channel_new(fd, nullptr, 0));
+  }
+  close(bound[1]);
+  // All connections are live at once: each makes a deferred call while
+  // the others are open, from its own thread.
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int i = 0; i < kClients; i++) {
+    threads.emplace_back([&, i] {
+      int32_t out = 0;
+      if (srpc_channel_discover(clients[static_cast<size_t>(i)]) !=
+              SRPC_RESULT_OK ||
+          srpc_invoke(clients[static_cast<size_t>(i)], "defer", i, &out) !=
+              SRPC_RESULT_OK ||
+          out != 2 * i)
+        wrong++;
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(0, wrong.load());
+  EXPECT_EQ(-1, result.load()) << "returned while connections were open";
+  for (SrpcChannel* c : clients)
+    srpc_channel_free(c);
+  acceptor.join();
+  EXPECT_EQ(SRPC_RESULT_OK, result.load());
+  JoinDeferred();
+  close(bound[0]);
+  srpc_service_free(service);
+}
+
+// Several threads wait at once, and the server calls back into the client
+// for each of them: upcalls are served by whichever caller is reading.
+TEST_F(SrpcChannelTest, UpcallsWhileSeveralThreadsWait) {
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; t++) {
+    threads.emplace_back([&, t] {
+      for (int n = 0; n < 200; n++) {
+        int32_t out = 0;
+        int v = t * 1000 + n;
+        if (srpc_invoke(client_, "callback", v, &out) != SRPC_RESULT_OK ||
+            out != 2 * v + 1)
+          wrong++;
+      }
+    });
+  }
+  for (auto& th : threads)
+    th.join();
+  EXPECT_EQ(0, wrong.load());
+}
+
+}  // namespace

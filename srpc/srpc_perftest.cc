@@ -5,8 +5,9 @@
 //
 // Rows: null call and add:ii:i against a 16-byte IMC ping-pong; char-array
 // echo at 1 KiB .. 16 MiB against the same bytes echoed in raw 64 KiB
-// datagrams; one descriptor per call; and calls per second from 1, 2 and 4
-// threads on one channel (against one thread).
+// datagrams; one descriptor per call; and calls per second from 2 and 4
+// threads on one channel, and 2 threads on two channels for reference
+// (against one thread).
 
 #include <fcntl.h>
 #include <string.h>
@@ -150,11 +151,14 @@ int main(int argc, char** argv) {
   auto echo = [](int fd, int) { RawEcho(fd); };
   int raw = Start(&children, echo, 0);
   int srv = Start(&children, serve, 1);
-  int srv2 = Start(&children, serve, 2);
+  int srv2 = Start(&children, serve, 1);
+  int srv3 = Start(&children, serve, 1);
   SrpcChannel* ch = srpc_channel_new(srv, nullptr, 0);
   SrpcChannel* ch2 = srpc_channel_new(srv2, nullptr, 0);
+  SrpcChannel* ch3 = srpc_channel_new(srv3, nullptr, 0);
   if (raw < 0 || srpc_channel_discover(ch) != SRPC_RESULT_OK ||
-      srpc_channel_discover(ch2) != SRPC_RESULT_OK) {
+      srpc_channel_discover(ch2) != SRPC_RESULT_OK ||
+      srpc_channel_discover(ch3) != SRPC_RESULT_OK) {
     fprintf(stderr, "srpc_perftests: cannot start the peers\n");
     return 1;
   }
@@ -205,36 +209,46 @@ int main(int argc, char** argv) {
                   10000 / scale, reps),
               csv);
 
-  printf(
-      "\ncalls per second on one channel (server with 2 loops), vs 1 thread\n");
+  printf("\ncalls per second from N threads, vs 1 thread\n");
   perf::PrintHeader("1 thread", "N threads");
-  for (int threads : {2, 4}) {
-    const int calls = 20000 / scale;
-    auto run = [&](int n) {
-      std::vector<std::thread> ts;
-      for (int t = 0; t < n; t++) {
-        ts.emplace_back([&] {
-          for (int i = 0; i < calls / n; i++) {
-            int32_t sum;
-            srpc_invoke(ch2, "add", 1, 2, &sum);
-          }
-        });
-      }
-      for (auto& t : ts)
-        t.join();
-    };
-    // Time per call: the ratio below is N-thread time over 1-thread time,
-    // so 1/ratio is the throughput gain.
+  const int calls = 20000 / scale;
+  // N threads sharing `channels` round-robin, `calls` calls in all.
+  auto run = [&](std::vector<SrpcChannel*> channels, int n) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < n; t++) {
+      ts.emplace_back([&, t] {
+        SrpcChannel* c = channels[static_cast<size_t>(t) % channels.size()];
+        for (int i = 0; i < calls / n; i++) {
+          int32_t sum;
+          srpc_invoke(c, "add", 1, 2, &sum);
+        }
+      });
+    }
+    for (auto& t : ts)
+      t.join();
+  };
+  struct Row {
+    const char* name;
+    std::vector<SrpcChannel*> channels;
+    int threads;
+  };
+  const Row rows[] = {{"2 threads, one channel", {ch2}, 2},
+                      {"4 threads, one channel", {ch2}, 4},
+                      {"2 threads, two channels (reference)", {ch2, ch3}, 2}};
+  for (const Row& row : rows) {
+    // Time for all the calls, N threads over 1 thread; its inverse is the
+    // throughput gain.
     perf::Comparison c = perf::Compare(
-        std::to_string(threads) + " threads: time per call", [&] { run(1); },
-        [&] { run(threads); }, 1, reps);
+        row.name, [&] { run({ch2}, 1); },
+        [&] { run(row.channels, row.threads); }, 1, reps);
     perf::Print(c, csv);
-    printf("  -> %d threads make %.2fx the calls per second of one\n", threads,
+    printf("  -> %.2fx the calls per second of one thread\n",
            perf::Median(c.baseline_ns) / perf::Median(c.subject_ns));
   }
   close(devnull);
   srpc_channel_free(ch);
   srpc_channel_free(ch2);
+  srpc_channel_free(ch3);
   close(raw);
   for (pid_t pid : children)
     waitpid(pid, nullptr, 0);

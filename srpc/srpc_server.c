@@ -1,8 +1,13 @@
 /* Services: method tables, discovery, dispatch of requests, completion. */
 
+#include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "imc/imc.h"
 
 #include "srpc/srpc_channel_internal.h"
 
@@ -262,4 +267,91 @@ void srpc_rpc_complete(SrpcRpc* rpc, int result) {
   if (brk)
     srpc_channel_request_break(ch);
   srpc_channel_free(ch);
+}
+
+/* srpc_serve_bound: connection threads, and the count the acceptor waits
+ * on before it returns. */
+typedef struct BoundServer {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int live;
+} BoundServer;
+
+typedef struct Connection {
+  BoundServer* server;
+  SrpcChannel* channel;
+} Connection;
+
+static void* connection_main(void* arg) {
+  Connection* c = arg;
+  srpc_channel_serve(c->channel);
+  srpc_channel_free(c->channel);
+  pthread_mutex_lock(&c->server->mu);
+  c->server->live--;
+  pthread_cond_broadcast(&c->server->cv);
+  pthread_mutex_unlock(&c->server->mu);
+  free(c);
+  return NULL;
+}
+
+/* Starts a thread serving `fd`; closes it if that is not possible. */
+static void start_connection(BoundServer* server,
+                             int fd,
+                             const SrpcService* service,
+                             size_t max_bytes) {
+  Connection* c = malloc(sizeof(*c));
+  SrpcChannel* ch = srpc_channel_new(fd, service, max_bytes);
+  pthread_t thread;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (c != NULL && ch != NULL) {
+    c->server = server;
+    c->channel = ch;
+    pthread_mutex_lock(&server->mu);
+    server->live++;
+    pthread_mutex_unlock(&server->mu);
+    if (pthread_create(&thread, &attr, connection_main, c) == 0) {
+      ch = NULL;
+    } else {
+      pthread_mutex_lock(&server->mu);
+      server->live--;
+      pthread_mutex_unlock(&server->mu);
+    }
+  }
+  pthread_attr_destroy(&attr);
+  if (ch != NULL) {
+    free(c);
+    srpc_channel_free(ch);
+  }
+}
+
+int srpc_serve_bound(int bound,
+                     const SrpcService* service,
+                     size_t max_message_bytes) {
+  BoundServer server;
+  pthread_mutex_init(&server.mu, NULL);
+  pthread_cond_init(&server.cv, NULL);
+  server.live = 0;
+  int result = SRPC_RESULT_OK;
+  for (;;) {
+    int fd = imc_accept(bound);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) {
+        usleep(10000); /* that request is lost; later ones may fit */
+        continue;
+      }
+      if (errno != EPIPE)
+        result = SRPC_RESULT_INTERNAL;
+      break;
+    }
+    start_connection(&server, fd, service, max_message_bytes);
+  }
+  pthread_mutex_lock(&server.mu);
+  while (server.live > 0)
+    pthread_cond_wait(&server.cv, &server.mu);
+  pthread_mutex_unlock(&server.mu);
+  pthread_cond_destroy(&server.cv);
+  pthread_mutex_destroy(&server.mu);
+  return result;
 }

@@ -1,6 +1,6 @@
-/* A small SRPC service for tests and examples: accepts connections on the
- * BoundSocket it was started with (descriptor 3) and serves each until it
- * closes; exits when no connection can come any more.
+/* A small SRPC service for tests and examples: serves every connection made
+ * to the BoundSocket it was started with (descriptor 3), each on its own
+ * thread; exits when no connection can come any more.
  *
  *   add:ii:i        the sum
  *   concat:ss:s     the two strings joined
@@ -105,16 +105,7 @@ int main(void) {
       kMethods, sizeof(kMethods) / sizeof(kMethods[0]), NULL, NULL, NULL);
   if (service == NULL)
     return 1;
-  for (;;) {
-    int conn = imc_accept(3);
-    if (conn < 0)
-      break;
-    SrpcChannel* ch = srpc_channel_new(conn, service, 0);
-    if (ch != NULL) {
-      srpc_channel_serve(ch);
-      srpc_channel_free(ch);
-    }
-  }
+  int r = srpc_serve_bound(3, service, 0);
   srpc_service_free(service);
-  return 0;
+  return r == SRPC_RESULT_OK ? 0 : 1;
 }
