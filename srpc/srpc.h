@@ -37,6 +37,10 @@ extern "C" {
  * the original library can take); more are spread over later datagrams. */
 #define SRPC_MAX_DATAGRAM_DESCRIPTORS 8
 
+/* At most this many requests per channel may be dispatched and not yet
+ * completed (deferred); more are answered SRPC_RESULT_NO_MEMORY. */
+#define SRPC_MAX_OUTSTANDING_CALLS 1024
+
 /* Default bound on a whole message: what a peer can make us allocate for
  * one message. */
 #define SRPC_DEFAULT_MAX_MESSAGE_BYTES (64u * 1024 * 1024)
@@ -221,7 +225,9 @@ SRPC_EXPORT SrpcChannel* srpc_channel_new(int fd,
                                           size_t max_message_bytes);
 
 /* Drops the caller's reference. The socket is closed once no deferred call
- * still needs it. No thread may be calling on or serving the channel. */
+ * still needs it; until then it is shut for reading (the peer's further
+ * requests fail) and the deferred replies still go out. No thread may be
+ * calling on or serving the channel. */
 SRPC_EXPORT void srpc_channel_free(SrpcChannel* channel);
 
 /* Serves requests until the peer closes (returns SRPC_RESULT_OK), a method
@@ -252,7 +258,10 @@ SRPC_EXPORT int srpc_serve_bound(int bound,
  * Returns the reply's result code, or: SRPC_RESULT_INTERNAL (the channel is
  * closed or failed: the peer is gone), SRPC_RESULT_MESSAGE_TRUNCATED (a
  * result does not fit its buffer), SRPC_RESULT_OUT_ARG_TYPE_MISMATCH (the
- * results are not what was asked for), or an encoding error. */
+ * results are not what was asked for), or an encoding error.
+ * A caller on a channel with a service runs, on its own thread, the
+ * handlers of requests that arrive while it waits: it must not hold a lock
+ * those handlers take. */
 SRPC_EXPORT int srpc_invoke_args(SrpcChannel* channel,
                                  uint32_t rpc_number,
                                  const SrpcArg* in,
@@ -265,7 +274,8 @@ SRPC_EXPORT int srpc_invoke_args(SrpcChannel* channel,
 SRPC_EXPORT int srpc_channel_discover(SrpcChannel* channel);
 
 /* After srpc_channel_discover: the number of methods and method i's
- * signature (NULL past the end). */
+ * signature (NULL past the end; valid until the channel is freed, even if
+ * discovery runs again). */
 SRPC_EXPORT size_t srpc_channel_method_count(const SrpcChannel* channel);
 SRPC_EXPORT const SrpcSignature* srpc_channel_method(const SrpcChannel* channel,
                                                      size_t i);

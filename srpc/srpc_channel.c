@@ -7,22 +7,36 @@
  * reading role released, so others can read meanwhile. */
 
 #include <errno.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "srpc/srpc_channel_internal.h"
 
+/* With mu held: no reply can come any more. Wakes every waiter. */
+static void mark_closed(SrpcChannel* ch) {
+  ch->closed = true;
+  pthread_cond_broadcast(&ch->cv);
+}
+
 SrpcChannel* srpc_channel_new(int fd,
                               const SrpcService* service,
                               size_t max_message_bytes) {
   SrpcChannel* ch = calloc(1, sizeof(*ch));
-  if (ch == NULL) {
+  int wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (ch == NULL || wake < 0) {
+    if (wake >= 0)
+      close(wake);
+    free(ch);
     close(fd);
     return NULL;
   }
   ch->fd = fd;
+  ch->wake_fd = wake;
   ch->service = service;
   ch->max_message_bytes =
       max_message_bytes ? max_message_bytes : SRPC_DEFAULT_MAX_MESSAGE_BYTES;
@@ -35,15 +49,7 @@ SrpcChannel* srpc_channel_new(int fd,
   return ch;
 }
 
-void srpc_channel_ref(SrpcChannel* ch) {
-  pthread_mutex_lock(&ch->mu);
-  ch->refs++;
-  pthread_mutex_unlock(&ch->mu);
-}
-
-void srpc_channel_free(SrpcChannel* ch) {
-  if (ch == NULL)
-    return;
+void srpc_channel_unref(SrpcChannel* ch) {
   pthread_mutex_lock(&ch->mu);
   int refs = --ch->refs;
   pthread_mutex_unlock(&ch->mu);
@@ -51,11 +57,48 @@ void srpc_channel_free(SrpcChannel* ch) {
     return;
   srpc_reassembly_reset(&ch->reassembly);
   close(ch->fd);
+  close(ch->wake_fd);
   free(ch->methods);
+  for (size_t i = 0; i < ch->num_old_methods; i++)
+    free(ch->old_methods[i]);
+  free(ch->old_methods);
   pthread_cond_destroy(&ch->cv);
   pthread_mutex_destroy(&ch->mu);
   pthread_mutex_destroy(&ch->send_mu);
   free(ch);
+}
+
+void srpc_channel_free(SrpcChannel* ch) {
+  if (ch == NULL)
+    return;
+  /* Deferred calls may still hold the channel to send their replies. Stop
+   * reading now: the peer's further requests fail at once instead of
+   * waiting on a channel nobody serves. */
+  pthread_mutex_lock(&ch->mu);
+  if (ch->refs > 1) {
+    shutdown(ch->fd, SHUT_RD);
+    mark_closed(ch);
+  }
+  pthread_mutex_unlock(&ch->mu);
+  srpc_channel_unref(ch);
+}
+
+bool srpc_channel_start_call(SrpcChannel* ch) {
+  pthread_mutex_lock(&ch->mu);
+  bool ok = ch->outstanding < SRPC_MAX_OUTSTANDING_CALLS;
+  if (ok) {
+    ch->outstanding++;
+    ch->refs++;
+  }
+  pthread_mutex_unlock(&ch->mu);
+  return ok;
+}
+
+void srpc_channel_end_call(SrpcChannel* ch) {
+  pthread_mutex_lock(&ch->mu);
+  ch->outstanding--;
+  pthread_mutex_unlock(&ch->mu);
+  srpc_channel_unref(ch);
 }
 
 int srpc_channel_send(SrpcChannel* ch,
@@ -73,10 +116,19 @@ int srpc_channel_send(SrpcChannel* ch,
     r = SRPC_RESULT_NO_MEMORY;
   if (r == SRPC_RESULT_OK) {
     pthread_mutex_lock(&ch->send_mu);
-    if (srpc_fragment_send(ch->fd, body.data, body.len, fds, num_fds,
-                           SRPC_MAX_DATAGRAM_BYTES) != 0)
-      r = SRPC_RESULT_INTERNAL;
+    int sent = srpc_fragment_send(ch->fd, body.data, body.len, fds, num_fds,
+                                  SRPC_MAX_DATAGRAM_BYTES);
+    if (sent == -2)
+      shutdown(ch->fd, SHUT_RDWR); /* half a message: the stream is lost */
     pthread_mutex_unlock(&ch->send_mu);
+    if (sent != 0)
+      r = SRPC_RESULT_INTERNAL;
+    if (sent == -2) {
+      pthread_mutex_lock(&ch->mu);
+      ch->failed = true;
+      mark_closed(ch);
+      pthread_mutex_unlock(&ch->mu);
+    }
   }
   srpc_buffer_free(&body);
   return r;
@@ -84,15 +136,24 @@ int srpc_channel_send(SrpcChannel* ch,
 
 void srpc_channel_request_break(SrpcChannel* ch) {
   pthread_mutex_lock(&ch->mu);
-  ch->break_requested = true;
-  pthread_cond_broadcast(&ch->cv);
+  if (ch->serving > 0) { /* without a server loop there is nothing to end */
+    ch->break_requested = true;
+    uint64_t one = 1;
+    (void)!write(ch->wake_fd, &one, sizeof(one));
+    pthread_cond_broadcast(&ch->cv);
+  }
   pthread_mutex_unlock(&ch->mu);
 }
 
-/* With mu held: no reply can come any more. Wakes every waiter. */
-static void mark_closed(SrpcChannel* ch) {
-  ch->closed = true;
-  pthread_cond_broadcast(&ch->cv);
+/* In a server loop, before reading: waits for input, or for a break. True
+ * if there is input to read. */
+static bool wait_for_input(SrpcChannel* ch) {
+  struct pollfd pfd[2] = {{ch->wake_fd, POLLIN, 0}, {ch->fd, POLLIN, 0}};
+  while (poll(pfd, 2, -1) < 0) {
+    if (errno != EINTR)
+      return true; /* let the read report it */
+  }
+  return (pfd[0].revents & POLLIN) == 0;
 }
 
 static SrpcPendingCall* find_pending(SrpcChannel* ch, uint32_t id) {
@@ -105,9 +166,19 @@ static SrpcPendingCall* find_pending(SrpcChannel* ch, uint32_t id) {
 
 /* Called with mu held and `reading` clear: receives and handles one message
  * (mu is released meanwhile). Returns with mu held and `reading` clear. */
-static void read_one(SrpcChannel* ch) {
+static void read_one(SrpcChannel* ch, bool server_loop) {
   ch->reading = true;
+  /* Only a deferred call can ask for a break while this loop waits for
+   * input: wait on the wake-up too only then, and spare the common path a
+   * system call. */
+  bool interruptible = server_loop && ch->outstanding > 0;
   pthread_mutex_unlock(&ch->mu);
+  if (interruptible && !wait_for_input(ch)) {
+    pthread_mutex_lock(&ch->mu);
+    ch->reading = false;
+    pthread_cond_broadcast(&ch->cv);
+    return;
+  }
   int got = srpc_fragment_receive(ch->fd, &ch->reassembly);
   SrpcMessage m;
   int decoded = SRPC_RESULT_INTERNAL;
@@ -152,10 +223,13 @@ static void read_one(SrpcChannel* ch) {
 
 int srpc_channel_serve(SrpcChannel* ch) {
   pthread_mutex_lock(&ch->mu);
+  ch->serving++;
   int result = SRPC_RESULT_OK;
   for (;;) {
     if (ch->break_requested) {
       ch->break_requested = false;
+      uint64_t count;
+      (void)!read(ch->wake_fd, &count, sizeof(count));
       result = SRPC_RESULT_BREAK;
       break;
     }
@@ -165,26 +239,24 @@ int srpc_channel_serve(SrpcChannel* ch) {
       break;
     }
     if (!ch->reading)
-      read_one(ch);
+      read_one(ch, true);
     else
       pthread_cond_wait(&ch->cv, &ch->mu);
   }
+  ch->serving--;
   pthread_mutex_unlock(&ch->mu);
   return result;
 }
 
-/* Copies reply value `v` into the caller's result `out`. */
-static int copy_result(SrpcArg* v, SrpcArg* out) {
-  if (v->type != out->type)
-    return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+/* Moves reply value `v` into the caller's result `out` (same type, and an
+ * array that fits: take_results checked). */
+static void copy_result(SrpcArg* v, SrpcArg* out) {
   size_t size = srpc_type_element_size(v->type);
   if (v->type == SRPC_TYPE_STRING) {
     out->u.str = v->u.str;
     out->count = v->count;
     v->u.str = NULL;
   } else if (size != 0) {
-    if (v->count > out->count)
-      return SRPC_RESULT_MESSAGE_TRUNCATED;
     if (v->count > 0)
       memcpy(out->u.ptr, v->u.ptr, (size_t)v->count * size);
     out->count = v->count;
@@ -193,18 +265,6 @@ static int copy_result(SrpcArg* v, SrpcArg* out) {
     v->u.hval = -1;
   } else {
     out->u = v->u;
-  }
-  return SRPC_RESULT_OK;
-}
-
-/* Gives back a result that copy_result handed to the caller. */
-static void release_taken(SrpcArg* out) {
-  if (out->type == SRPC_TYPE_STRING) {
-    free(out->u.str);
-    out->u.str = NULL;
-  } else if (out->type == SRPC_TYPE_HANDLE && out->u.hval >= 0) {
-    close(out->u.hval);
-    out->u.hval = -1;
   }
 }
 
@@ -215,14 +275,19 @@ static int take_results(SrpcMessage* reply, SrpcArg* out, size_t num_out) {
     return r;
   if (reply->header.value_len != num_out)
     return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
-  size_t i = 0;
-  for (; i < num_out && r == SRPC_RESULT_OK; i++)
-    r = copy_result(&reply->values[i], &out[i]);
-  if (r != SRPC_RESULT_OK) {
-    for (size_t j = 0; j + 1 < i; j++)
-      release_taken(&out[j]);
+  /* Check everything first, so that nothing reaches the caller's buffers
+   * unless all of it does. */
+  for (size_t i = 0; i < num_out; i++) {
+    const SrpcArg* v = &reply->values[i];
+    if (v->type != out[i].type)
+      return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+    if (v->type != SRPC_TYPE_STRING && srpc_type_element_size(v->type) &&
+        v->count > out[i].count)
+      return SRPC_RESULT_MESSAGE_TRUNCATED;
   }
-  return r;
+  for (size_t i = 0; i < num_out; i++)
+    copy_result(&reply->values[i], &out[i]);
+  return SRPC_RESULT_OK;
 }
 
 /* Sends a request and waits for its reply; on success the reply is left in
@@ -256,7 +321,7 @@ static int round_trip(SrpcChannel* ch,
     if (ch->closed)
       r = SRPC_RESULT_INTERNAL;
     else if (!ch->reading)
-      read_one(ch);
+      read_one(ch, false);
     else
       pthread_cond_wait(&ch->cv, &ch->mu);
   }
@@ -320,9 +385,22 @@ int srpc_channel_discover(SrpcChannel* ch) {
     } else {
       srpc_discovery_parse(text, len, sigs, (size_t)n);
       pthread_mutex_lock(&ch->mu);
-      free(ch->methods);
-      ch->methods = sigs;
-      ch->num_methods = (size_t)n;
+      SrpcSignature** old = NULL;
+      if (ch->methods != NULL) {
+        old =
+            realloc(ch->old_methods, (ch->num_old_methods + 1) * sizeof(*old));
+      }
+      if (ch->methods != NULL && old == NULL) {
+        free(sigs);
+        r = SRPC_RESULT_NO_MEMORY;
+      } else {
+        if (old != NULL) {
+          old[ch->num_old_methods++] = ch->methods;
+          ch->old_methods = old;
+        }
+        ch->methods = sigs;
+        ch->num_methods = (size_t)n;
+      }
       pthread_mutex_unlock(&ch->mu);
     }
   }
@@ -331,27 +409,49 @@ int srpc_channel_discover(SrpcChannel* ch) {
 }
 
 size_t srpc_channel_method_count(const SrpcChannel* ch) {
-  return ch->num_methods;
+  SrpcChannel* c = (SrpcChannel*)(uintptr_t)ch;
+  pthread_mutex_lock(&c->mu);
+  size_t n = c->num_methods;
+  pthread_mutex_unlock(&c->mu);
+  return n;
 }
 
 const SrpcSignature* srpc_channel_method(const SrpcChannel* ch, size_t i) {
-  return i < ch->num_methods ? &ch->methods[i] : NULL;
+  SrpcChannel* c = (SrpcChannel*)(uintptr_t)ch;
+  pthread_mutex_lock(&c->mu);
+  const SrpcSignature* s = i < c->num_methods ? &c->methods[i] : NULL;
+  pthread_mutex_unlock(&c->mu);
+  return s;
 }
 
-int srpc_channel_lookup(const SrpcChannel* ch, const char* name_or_sig) {
+int srpc_channel_find_method(SrpcChannel* ch,
+                             const char* name_or_sig,
+                             SrpcSignature* out) {
   if (name_or_sig == NULL)
     return -1;
   SrpcSignature want;
   bool full = strchr(name_or_sig, ':') != NULL;
   if (full && srpc_signature_parse(name_or_sig, &want) != SRPC_SIGNATURE_OK)
     return -1;
+  int found = -1;
+  pthread_mutex_lock(&ch->mu);
   for (size_t i = 0; i < ch->num_methods && i <= INT32_MAX; i++) {
     const SrpcSignature* s = &ch->methods[i];
     if (full ? strcmp(s->name, want.name) == 0 &&
                    strcmp(s->ins, want.ins) == 0 &&
                    strcmp(s->outs, want.outs) == 0
-             : strcmp(s->name, name_or_sig) == 0)
-      return (int)i;
+             : strcmp(s->name, name_or_sig) == 0) {
+      found = (int)i;
+      if (out != NULL)
+        *out = *s;
+      break;
+    }
   }
-  return -1;
+  pthread_mutex_unlock(&ch->mu);
+  return found;
+}
+
+int srpc_channel_lookup(const SrpcChannel* ch, const char* name_or_sig) {
+  return srpc_channel_find_method((SrpcChannel*)(uintptr_t)ch, name_or_sig,
+                                  NULL);
 }

@@ -38,15 +38,20 @@ struct SrpcChannel {
   pthread_mutex_t mu;      /* everything below */
   pthread_cond_t cv;
   int refs;
-  bool reading; /* one thread at a time receives */
-  bool closed;  /* end of stream or failure: no reply will come */
-  bool failed;  /* closed by a read or framing error */
+  int wake_fd;     /* eventfd: interrupts a server loop's wait for input */
+  int serving;     /* server loops running */
+  int outstanding; /* requests dispatched and not yet completed */
+  bool reading;    /* one thread at a time receives */
+  bool closed;     /* end of stream or failure: no reply will come */
+  bool failed;     /* closed by a read or framing error */
   bool break_requested;
   uint32_t next_id;
   SrpcPendingCall* pending;
   SrpcReassembly reassembly; /* used by the reading thread only */
-  SrpcSignature* methods;    /* from discovery */
+  SrpcSignature* methods;    /* from discovery; under mu */
   size_t num_methods;
+  SrpcSignature** old_methods; /* earlier tables, kept: pointers stay valid */
+  size_t num_old_methods;
 };
 
 struct SrpcRpc {
@@ -69,7 +74,18 @@ int srpc_channel_send(SrpcChannel* channel,
                       const SrpcArg* values,
                       size_t num_values);
 
-void srpc_channel_ref(SrpcChannel* channel);
+/* Drops a reference: the user's (srpc_channel_free) or a call's. */
+void srpc_channel_unref(SrpcChannel* channel);
+
+/* Counts a dispatched request; false (and nothing counted) when the
+ * channel already has SRPC_MAX_OUTSTANDING_CALLS. */
+bool srpc_channel_start_call(SrpcChannel* channel);
+void srpc_channel_end_call(SrpcChannel* channel);
+
+/* srpc_channel_lookup that also copies the signature, under the lock. */
+int srpc_channel_find_method(SrpcChannel* channel,
+                             const char* name_or_signature,
+                             SrpcSignature* out);
 
 /* Serves one decoded request (srpc_server.c). Takes ownership of `m`.
  * `decode_result` is how decoding went. */

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -134,6 +135,34 @@ void Defer(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void*) {
   g_completer.Push(rpc, out, in[0].u.ival);
 }
 
+// Completes with BREAK later, from another thread.
+void DeferBreak(SrpcRpc* rpc, SrpcArg*, SrpcArg*, void*) {
+  std::thread([rpc] {
+    usleep(20000);
+    srpc_rpc_complete(rpc, SRPC_RESULT_BREAK);
+  }).detach();
+}
+
+// Keeps every call until ReleaseHeld().
+std::mutex g_held_mu;
+std::vector<SrpcRpc*> g_held;
+
+void Hold(SrpcRpc* rpc, SrpcArg*, SrpcArg*, void*) {
+  std::lock_guard<std::mutex> lock(g_held_mu);
+  g_held.push_back(rpc);
+}
+
+size_t ReleaseHeld() {
+  std::vector<SrpcRpc*> held;
+  {
+    std::lock_guard<std::mutex> lock(g_held_mu);
+    held.swap(g_held);
+  }
+  for (SrpcRpc* rpc : held)
+    srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+  return held.size();
+}
+
 // Connects to the SocketAddress it is given and says "hi".
 void ConnectTo(SrpcRpc* rpc, SrpcArg* in, SrpcArg*, void*) {
   int conn = imc_connect(in[0].u.hval);
@@ -191,6 +220,9 @@ const SrpcMethod kMethods[] = {
     {"shm_write:h:", ShmWrite},
     {"exit_now::", ExitNow},
     {"connect_to:h:", ConnectTo},
+    {"defer_break::", DeferBreak},
+    {"hold::", Hold},
+    {"take_handles:hhhhhhhhhh:", Fail},
 };
 const SrpcMethod kClientMethods[] = {{"twice:i:i", Twice}};
 
@@ -249,7 +281,7 @@ class SrpcChannelTest : public ::testing::Test {
 };
 
 TEST_F(SrpcChannelTest, DiscoveryListsEveryMethodWithDiscoveryFirst) {
-  ASSERT_EQ(10u, srpc_channel_method_count(client_));
+  ASSERT_EQ(13u, srpc_channel_method_count(client_));
   EXPECT_STREQ("service_discovery", srpc_channel_method(client_, 0)->name);
   EXPECT_STREQ("C", srpc_channel_method(client_, 0)->outs);
   EXPECT_STREQ("add", srpc_channel_method(client_, 1)->name);
@@ -257,7 +289,7 @@ TEST_F(SrpcChannelTest, DiscoveryListsEveryMethodWithDiscoveryFirst) {
   EXPECT_EQ(1, srpc_channel_lookup(client_, "add:ii:i"));
   EXPECT_EQ(-1, srpc_channel_lookup(client_, "add:ii:d"));
   EXPECT_EQ(-1, srpc_channel_lookup(client_, "nope"));
-  EXPECT_EQ(nullptr, srpc_channel_method(client_, 10));
+  EXPECT_EQ(nullptr, srpc_channel_method(client_, 13));
 }
 
 TEST_F(SrpcChannelTest, CallsByNameSignatureAndNumber) {
@@ -768,6 +800,95 @@ TEST_F(SrpcChannelTest, UpcallsWhileSeveralThreadsWait) {
   for (auto& th : threads)
     th.join();
   EXPECT_EQ(0, wrong.load());
+}
+
+}  // namespace
+
+namespace {
+
+// A BREAK completed later, from another thread, ends the server loop even
+// though it is waiting for input and no more requests come.
+TEST_F(SrpcChannelTest, DeferredBreakEndsAnIdleServerLoop) {
+  EXPECT_EQ(SRPC_RESULT_OK, srpc_invoke(client_, "defer_break"));
+  for (int i = 0; i < 500 && serve_result_.load() == -1; i++)
+    usleep(10000);
+  EXPECT_EQ(SRPC_RESULT_BREAK, serve_result_.load());
+}
+
+// A failure after part of a message went out leaves the stream unusable:
+// the channel closes at once, and the peer sees it, rather than the next
+// message being read as the rest of this one.
+TEST_F(SrpcChannelTest, HalfSentMessageClosesTheChannel) {
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // The ninth descriptor goes in the second datagram, and is not open.
+  EXPECT_EQ(
+      SRPC_RESULT_INTERNAL,
+      srpc_invoke(client_, "take_handles", devnull, devnull, devnull, devnull,
+                  devnull, devnull, devnull, devnull, 999, devnull));
+  int32_t sum;
+  EXPECT_EQ(SRPC_RESULT_INTERNAL, Add(1, 2, &sum));
+  server_thread_.join();
+  EXPECT_EQ(SRPC_RESULT_INTERNAL, serve_result_.load());
+  close(devnull);
+}
+
+// A peer cannot pile up deferred calls without bound.
+TEST_F(SrpcRawTest, DeferredCallsPerChannelAreCapped) {
+  // Requests for "hold" (method 11), never completed until released.
+  SrpcHeader h = {SRPC_PROTOCOL_VERSION, 0, 1, 11, SRPC_RESULT_OK, 0, 0};
+  SrpcBuffer b = {};
+  int unused[1];
+  size_t n;
+  ASSERT_EQ(SRPC_RESULT_OK,
+            srpc_wire_encode(&h, nullptr, 0, nullptr, 0, &b, unused, &n));
+  std::thread sender([&] {
+    for (int i = 0; i <= SRPC_MAX_OUTSTANDING_CALLS; i++)
+      srpc_fragment_send(raw_, b.data, b.len, nullptr, 0,
+                         SRPC_MAX_DATAGRAM_BYTES);
+  });
+  // The one past the cap is refused at once (bounded wait: without the cap
+  // no answer would ever come).
+  struct pollfd pfd = {raw_, POLLIN, 0};
+  ASSERT_EQ(1, poll(&pfd, 1, 10000)) << "no answer: calls are not capped";
+  SrpcReassembly r;
+  srpc_reassembly_init(&r, 1 << 20);
+  ASSERT_EQ(1, srpc_fragment_receive(raw_, &r));
+  uint8_t* data;
+  size_t len, num_fds;
+  int fds[SRPC_MAX_ARGS];
+  srpc_reassembly_take(&r, &data, &len, fds, &num_fds);
+  SrpcMessage m;
+  ASSERT_EQ(SRPC_RESULT_OK,
+            srpc_wire_decode(data, len, fds, num_fds, 1 << 20, &m));
+  EXPECT_EQ(SRPC_RESULT_NO_MEMORY, static_cast<int>(m.header.result));
+  free(data);
+  srpc_message_free(&m);
+  sender.join();
+  // Released, the held calls are answered; read the answers meanwhile (they
+  // do not all fit the socket buffer).
+  std::atomic<int> ok{0};
+  std::thread reader([&] {
+    SrpcReassembly rr;
+    srpc_reassembly_init(&rr, 1 << 20);
+    for (int i = 0; i < SRPC_MAX_OUTSTANDING_CALLS; i++) {
+      if (srpc_fragment_receive(raw_, &rr) != 1)
+        break;
+      uint8_t* d;
+      size_t l, nf;
+      int f[SRPC_MAX_ARGS];
+      srpc_reassembly_take(&rr, &d, &l, f, &nf);
+      SrpcMessage reply;
+      if (srpc_wire_decode(d, l, f, nf, 1 << 20, &reply) == SRPC_RESULT_OK) {
+        ok += reply.header.result == SRPC_RESULT_OK;
+        srpc_message_free(&reply);
+      }
+      free(d);
+    }
+  });
+  EXPECT_EQ(static_cast<size_t>(SRPC_MAX_OUTSTANDING_CALLS), ReleaseHeld());
+  reader.join();
+  EXPECT_EQ(SRPC_MAX_OUTSTANDING_CALLS, ok.load());
+  srpc_buffer_free(&b);
 }
 
 }  // namespace

@@ -83,10 +83,11 @@ static void store_output(const SrpcArg* arg, const ResultSlot* slot) {
 }
 
 int srpc_invoke(SrpcChannel* ch, const char* name_or_signature, ...) {
-  int number = srpc_channel_lookup(ch, name_or_signature);
+  SrpcSignature signature;
+  int number = srpc_channel_find_method(ch, name_or_signature, &signature);
   if (number < 0)
     return SRPC_RESULT_BAD_RPC_NUMBER;
-  const SrpcSignature* sig = &ch->methods[number];
+  const SrpcSignature* sig = &signature;
   size_t num_in = strlen(sig->ins), num_out = strlen(sig->outs);
   SrpcArg in[SRPC_MAX_ARGS], out[SRPC_MAX_ARGS];
   ResultSlot slots[SRPC_MAX_ARGS];

@@ -49,7 +49,7 @@ int srpc_fragment_send(int fd,
         iov, chunk ? 2u : 1u,
         chunk_fds ? (int*)(uintptr_t)(fds + sent_fds) : NULL, chunk_fds, 0};
     if (imc_sendmsg(fd, &msg, 0) < 0)
-      return -1;
+      return first ? -1 : -2;
     sent += chunk;
     sent_fds += chunk_fds;
     first = false;

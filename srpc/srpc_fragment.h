@@ -20,7 +20,9 @@ extern "C" {
 /* Sends body[0..len) and fds[0..num_fds) as one message on `fd`, in
  * datagrams of at most `max_datagram` bytes (records included) and
  * SRPC_MAX_DATAGRAM_DESCRIPTORS descriptors. The caller must keep other
- * senders off `fd` until it returns. Returns 0, or -1 with errno (imc's). */
+ * senders off `fd` until it returns. Returns 0; -1 with errno (imc's) if
+ * nothing was sent; -2 with errno if the failure came after some datagrams
+ * went out (the peer holds part of a message: the connection is unusable). */
 int srpc_fragment_send(int fd,
                        const uint8_t* body,
                        size_t len,

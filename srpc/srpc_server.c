@@ -184,6 +184,12 @@ void srpc_server_dispatch(SrpcChannel* ch, SrpcMessage* m, int decoded) {
     r = check_types(m, sig);
   SrpcRpc* rpc = NULL;
   size_t outs = sig ? strlen(sig->outs) : 0;
+  bool counted = false;
+  if (r == SRPC_RESULT_OK) {
+    counted = srpc_channel_start_call(ch);
+    if (!counted)
+      r = SRPC_RESULT_NO_MEMORY; /* too many calls not yet completed */
+  }
   if (r == SRPC_RESULT_OK) {
     rpc = calloc(1, sizeof(*rpc));
     if (rpc != NULL) {
@@ -201,6 +207,8 @@ void srpc_server_dispatch(SrpcChannel* ch, SrpcMessage* m, int decoded) {
     }
     reply_error(ch, &m->header, r);
     srpc_message_free(m);
+    if (counted)
+      srpc_channel_end_call(ch);
     return;
   }
   rpc->channel = ch;
@@ -219,7 +227,6 @@ void srpc_server_dispatch(SrpcChannel* ch, SrpcMessage* m, int decoded) {
   m->values = NULL;
   free(m->templates);
   m->templates = NULL;
-  srpc_channel_ref(ch);
   s->handlers[rpc->rpc_number](rpc, rpc->in, rpc->out, s->user);
 }
 
@@ -266,7 +273,7 @@ void srpc_rpc_complete(SrpcRpc* rpc, int result) {
   free(rpc);
   if (brk)
     srpc_channel_request_break(ch);
-  srpc_channel_free(ch);
+  srpc_channel_end_call(ch);
 }
 
 /* srpc_serve_bound: connection threads, and the count the acceptor waits
@@ -299,7 +306,7 @@ static void start_connection(BoundServer* server,
                              int fd,
                              const SrpcService* service,
                              size_t max_bytes) {
-  Connection* c = malloc(sizeof(*c));
+  Connection* c = calloc(1, sizeof(*c));
   SrpcChannel* ch = srpc_channel_new(fd, service, max_bytes);
   pthread_t thread;
   pthread_attr_t attr;
@@ -320,7 +327,7 @@ static void start_connection(BoundServer* server,
     }
   }
   pthread_attr_destroy(&attr);
-  if (ch != NULL) {
+  if (ch != NULL || c == NULL || c->channel == NULL) {
     free(c);
     srpc_channel_free(ch);
   }
