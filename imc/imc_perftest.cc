@@ -127,41 +127,18 @@ void ImcAcceptor(int bound) {
   }
 }
 
-// Starts `serve(fd)` in a child on one end of a new pair; returns the other.
-int StartPeer(void (*serve)(int), std::vector<pid_t>* children) {
-  int pair[2];
-  if (imc_socketpair(pair) != 0)
-    return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pair[0]);
-    serve(pair[1]);
-    _exit(0);
-  }
-  close(pair[1]);
-  children->push_back(pid);
-  return pair[0];
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  std::string csv;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--quick") == 0)
-      quick = true;
-    else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
-      csv = argv[++i];
-  }
-  const int reps = quick ? 3 : 9;
-  const int scale = quick ? 10 : 1;
+  const perf::Options options = perf::ParseOptions(argc, argv);
+  const std::string& csv = options.csv;
+  const int reps = options.repetitions;
+  const int scale = options.scale;
 
-  std::vector<pid_t> children;
-  int raw_echo = StartPeer(RawEcho, &children);
-  int imc_echo = StartPeer(ImcEcho, &children);
-  int raw_address = StartPeer(RawAcceptor, &children);
-  int imc_address = StartPeer(ImcAcceptor, &children);
+  int raw_echo = perf::ForkPeer(RawEcho);
+  int imc_echo = perf::ForkPeer(ImcEcho);
+  int raw_address = perf::ForkPeer(RawAcceptor);
+  int imc_address = perf::ForkPeer(ImcAcceptor);
   if (raw_echo < 0 || imc_echo < 0 || raw_address < 0 || imc_address < 0) {
     perror("imc_perftests: start");
     return 1;
@@ -221,7 +198,6 @@ int main(int argc, char** argv) {
   close(passed);
   for (int fd : {raw_echo, imc_echo, raw_address, imc_address})
     close(fd);
-  for (pid_t pid : children)
-    waitpid(pid, nullptr, 0);
+  perf::WaitForPeers();
   return 0;
 }

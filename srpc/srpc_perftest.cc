@@ -85,21 +85,6 @@ void RawEcho(int fd) {
   }
 }
 
-int Start(std::vector<pid_t>* children, void (*body)(int, int), int arg) {
-  int pair[2];
-  if (imc_socketpair(pair) != 0)
-    return -1;
-  pid_t pid = fork();
-  if (pid == 0) {
-    close(pair[0]);
-    body(pair[1], arg);
-    _exit(0);
-  }
-  close(pair[1]);
-  children->push_back(pid);
-  return pair[0];
-}
-
 // `bytes` out and back through the raw echo, in datagrams of kChunk.
 void RawTransfer(int fd,
                  const std::vector<char>& out,
@@ -136,23 +121,15 @@ std::string Size(size_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  std::string csv;
-  for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--quick") == 0)
-      quick = true;
-    else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
-      csv = argv[++i];
-  }
-  const int reps = quick ? 3 : 7;
-  const int scale = quick ? 10 : 1;
-  std::vector<pid_t> children;
-  auto serve = [](int fd, int threads) { Serve(fd, threads); };
-  auto echo = [](int fd, int) { RawEcho(fd); };
-  int raw = Start(&children, echo, 0);
-  int srv = Start(&children, serve, 1);
-  int srv2 = Start(&children, serve, 1);
-  int srv3 = Start(&children, serve, 1);
+  const perf::Options options = perf::ParseOptions(argc, argv);
+  const std::string& csv = options.csv;
+  const int reps = options.repetitions;
+  const int scale = options.scale;
+  auto serve = [](int fd) { Serve(fd, 1); };
+  int raw = perf::ForkPeer(RawEcho);
+  int srv = perf::ForkPeer(serve);
+  int srv2 = perf::ForkPeer(serve);
+  int srv3 = perf::ForkPeer(serve);
   SrpcChannel* ch = srpc_channel_new(srv, nullptr, 0);
   SrpcChannel* ch2 = srpc_channel_new(srv2, nullptr, 0);
   SrpcChannel* ch3 = srpc_channel_new(srv3, nullptr, 0);
@@ -250,7 +227,6 @@ int main(int argc, char** argv) {
   srpc_channel_free(ch2);
   srpc_channel_free(ch3);
   close(raw);
-  for (pid_t pid : children)
-    waitpid(pid, nullptr, 0);
+  perf::WaitForPeers();
   return 0;
 }

@@ -1,11 +1,64 @@
 #include "testing/perf/perf.h"
 
 #include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <vector>
+
+#include "imc/imc.h"
 
 namespace perf {
+
+namespace {
+std::vector<pid_t>& Peers() {
+  static std::vector<pid_t> peers;
+  return peers;
+}
+}  // namespace
+
+Options ParseOptions(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--quick") == 0)
+      o.quick = true;
+    else if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc)
+      o.csv = argv[++i];
+  }
+  if (o.quick) {
+    o.repetitions = 3;
+    o.scale = 10;
+  }
+  return o;
+}
+
+int ForkPeer(const std::function<void(int)>& serve) {
+  int pair[2];
+  if (imc_socketpair(pair) != 0)
+    return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pair[0]);
+    serve(pair[1]);
+    _exit(0);
+  }
+  close(pair[1]);
+  if (pid < 0) {
+    close(pair[0]);
+    return -1;
+  }
+  Peers().push_back(pid);
+  return pair[0];
+}
+
+void WaitForPeers() {
+  for (pid_t pid : Peers())
+    waitpid(pid, nullptr, 0);
+  Peers().clear();
+}
 
 int64_t NowNs() {
   struct timespec ts;

@@ -13,6 +13,20 @@
 
 namespace perf {
 
+// The command line every perftest takes: [--quick] [--csv FILE].
+struct Options {
+  bool quick = false;   // fewer rounds and iterations: a smoke run
+  std::string csv;      // append results here when not empty
+  int repetitions = 9;  // rounds per comparison
+  int scale = 1;        // iterations are divided by this
+};
+Options ParseOptions(int argc, char** argv);
+
+// Forks a process running `serve(fd)` on one end of a new IMC socket pair
+// and returns the other end (-1 on failure). WaitForPeers reaps them all.
+int ForkPeer(const std::function<void(int)>& serve);
+void WaitForPeers();
+
 // Nanoseconds on the monotonic clock.
 int64_t NowNs();
 
