@@ -33,9 +33,6 @@ class Reader {
   size_t pos_ = 0;
 };
 
-// The number of open descriptors in this process.
-size_t CountOpenFds();
-
 // Invariant checks: a violation is a crash libFuzzer reports.
 #define FUZZ_CHECK(cond)                                                       \
   do {                                                                         \

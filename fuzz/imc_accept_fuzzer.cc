@@ -18,6 +18,7 @@
 
 #include "fuzz/fuzz_util.h"
 #include "imc/imc.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
@@ -86,7 +87,7 @@ bool IsConnectedSeqpacket(int fd) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  size_t fds_before = fuzz::CountOpenFds();
+  size_t fds_before = harness::CountOpenDescriptors();
   fuzz::Reader in(data, size);
   int bound[2];
   FUZZ_CHECK(imc_makeboundsock(bound) == 0);
@@ -140,6 +141,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int fd : clients)
     close(fd);
   close(bound[0]);
-  FUZZ_CHECK(fuzz::CountOpenFds() == fds_before);
+  FUZZ_CHECK(harness::CountOpenDescriptors() == fds_before);
   return 0;
 }

@@ -18,6 +18,7 @@
 
 #include "fuzz/fuzz_util.h"
 #include "imc/imc.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
@@ -30,7 +31,7 @@ bool SameFile(int a, int b) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  size_t fds_before = fuzz::CountOpenFds();
+  size_t fds_before = harness::CountOpenDescriptors();
   fuzz::Reader in(data, size);
   size_t iov_count = 1 + in.Byte() % 8;
   std::vector<size_t> iov_len(iov_count);
@@ -97,6 +98,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   close(devnull);
   close(pipefd[0]);
   close(pipefd[1]);
-  FUZZ_CHECK(fuzz::CountOpenFds() == fds_before);
+  FUZZ_CHECK(harness::CountOpenDescriptors() == fds_before);
   return 0;
 }

@@ -14,10 +14,11 @@
 #include "imc/imc.h"
 #include "srpc/srpc.h"
 #include "srpc/srpc_fragment.h"
+#include "testing/harness/descriptors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t kLimit = 4096;
-  size_t fds_before = fuzz::CountOpenFds();
+  size_t fds_before = harness::CountOpenDescriptors();
   fuzz::Reader in(data, size);
   SrpcReassembly r;
   srpc_reassembly_init(&r, kLimit);
@@ -45,6 +46,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
   }
   srpc_reassembly_reset(&r);
-  FUZZ_CHECK(fuzz::CountOpenFds() == fds_before);
+  FUZZ_CHECK(harness::CountOpenDescriptors() == fds_before);
   return 0;
 }

@@ -13,11 +13,12 @@
 #include "fuzz/fuzz_util.h"
 #include "srpc/srpc.h"
 #include "srpc/srpc_wire.h"
+#include "testing/harness/descriptors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1)
     return 0;
-  size_t fds_before = fuzz::CountOpenFds();
+  size_t fds_before = harness::CountOpenDescriptors();
   size_t num_fds = data[0] % 6;
   int fds[6];
   for (size_t i = 0; i < num_fds; i++)
@@ -56,6 +57,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     srpc_buffer_free(&again);
     srpc_message_free(&m);
   }
-  FUZZ_CHECK(fuzz::CountOpenFds() == fds_before);
+  FUZZ_CHECK(harness::CountOpenDescriptors() == fds_before);
   return 0;
 }

@@ -18,6 +18,7 @@
 #include "fuzz/fuzz_util.h"
 #include "imc/imc.h"
 #include "srpc/srpc.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
@@ -42,7 +43,7 @@ const SrpcMethod kMethods[] = {{"add:ii:i", Add}, {"echo:sLh:sLh", Echo}};
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static SrpcService* service =
       srpc_service_new(kMethods, 2, nullptr, nullptr, nullptr);
-  size_t fds_before = fuzz::CountOpenFds();
+  size_t fds_before = harness::CountOpenDescriptors();
   int pair[2];
   FUZZ_CHECK(imc_socketpair(pair) == 0);
   SrpcChannel* server = srpc_channel_new(pair[0], service, 1 << 20);
@@ -79,6 +80,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   close(pair[1]);
   serving.join();
   srpc_channel_free(server);
-  FUZZ_CHECK(fuzz::CountOpenFds() == fds_before);
+  FUZZ_CHECK(harness::CountOpenDescriptors() == fds_before);
   return 0;
 }

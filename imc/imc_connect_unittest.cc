@@ -16,10 +16,10 @@
 #include "gtest/gtest.h"
 #include "imc/imc.h"
 #include "imc/imc_test_util.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
-using imc_test::CountOpenFds;
 using imc_test::Receive;
 using imc_test::Received;
 using imc_test::Send;
@@ -148,11 +148,11 @@ TEST_F(ImcConnectTest, ConfirmedConnectWaitsForTheAcceptor) {
 }
 
 TEST_F(ImcConnectTest, ConfirmedConnectTimesOutAndLeavesNothingBehind) {
-  size_t before = CountOpenFds();
+  size_t before = harness::CountOpenDescriptors();
   errno = 0;
   EXPECT_EQ(-1, imc_connect_ex(address(), IMC_CONNECT_CONFIRM, 50));
   EXPECT_EQ(ETIMEDOUT, errno);
-  EXPECT_EQ(before, CountOpenFds());
+  EXPECT_EQ(before, harness::CountOpenDescriptors());
   // The abandoned request is skipped by accept: the connector is gone.
   int client = imc_connect(address());
   int server = imc_accept(bound());
@@ -238,7 +238,7 @@ TEST_F(ImcConnectTest, AcceptDiscardsMalformedRequestsAndLeaksNothing) {
       {"shared memory", "c", {shm}},
       {"many descriptors", "c", std::vector<int>(IMC_MAX_DESCRIPTORS, devnull)},
   };
-  size_t before = CountOpenFds();
+  size_t before = harness::CountOpenDescriptors();
   for (const Case& c : cases) {
     SendRaw(c.bytes, c.fds);
     int client = imc_connect(address());
@@ -252,7 +252,7 @@ TEST_F(ImcConnectTest, AcceptDiscardsMalformedRequestsAndLeaksNothing) {
     EXPECT_EQ("ok", r.bytes) << c.what << ": accept returned the bad request";
     close(client);
     close(server);
-    EXPECT_EQ(before, CountOpenFds()) << c.what;
+    EXPECT_EQ(before, harness::CountOpenDescriptors()) << c.what;
   }
   for (int fd :
        {pipefd[0], pipefd[1], seq[0], seq[1], stream[0], stream[1], dgram[0],

@@ -18,10 +18,10 @@
 #include "imc/imc_test_util.h"
 #include "imc/nacl_compat.h"
 #include "testing/harness/child_process.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
-using imc_test::CountOpenFds;
 using imc_test::Receive;
 using imc_test::Received;
 using imc_test::SameFile;
@@ -167,7 +167,7 @@ TEST_F(ImcSocketTest, DataTruncatedReachesTheCaller) {
 TEST_F(ImcSocketTest, DescriptorTruncationForEveryCapacityAndCount) {
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(devnull, 0);
-  size_t baseline = CountOpenFds();
+  size_t baseline = harness::CountOpenDescriptors();
   for (size_t sent = 0; sent <= 9; sent++) {
     for (size_t capacity = 0; capacity <= 8; capacity++) {
       std::vector<int> fds(sent, devnull);
@@ -191,7 +191,8 @@ TEST_F(ImcSocketTest, DescriptorTruncationForEveryCapacityAndCount) {
         EXPECT_TRUE(SameFile(devnull, array[i]));
         close(array[i]);
       }
-      EXPECT_EQ(baseline, CountOpenFds()) << sent << " into " << capacity;
+      EXPECT_EQ(baseline, harness::CountOpenDescriptors())
+          << sent << " into " << capacity;
     }
   }
   close(devnull);

@@ -1,6 +1,5 @@
 #include "imc/imc_test_util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -59,19 +58,6 @@ bool SameFile(int a, int b) {
 bool IsCloseOnExec(int fd) {
   int flags = fcntl(fd, F_GETFD);
   return flags >= 0 && (flags & FD_CLOEXEC) != 0;
-}
-
-size_t CountOpenFds() {
-  size_t n = 0;
-  DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr)
-    return 0;
-  while (struct dirent* entry = readdir(dir)) {
-    if (entry->d_name[0] != '.')
-      n++;
-  }
-  closedir(dir);
-  return n - 1;  // the directory's own descriptor
 }
 
 }  // namespace imc_test

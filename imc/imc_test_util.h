@@ -40,9 +40,6 @@ bool SameFile(int a, int b);
 // True if `fd` has FD_CLOEXEC set.
 bool IsCloseOnExec(int fd);
 
-// The number of open descriptors in this process.
-size_t CountOpenFds();
-
 }  // namespace imc_test
 
 #endif  // IMC_IMC_TEST_UTIL_H_

@@ -25,6 +25,7 @@
 #include "srpc/srpc_fragment.h"
 #include "srpc/srpc_wire.h"
 #include "testing/harness/child_process.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
@@ -627,11 +628,11 @@ TEST_F(SrpcRawTest, MalformedRequestsGetTheMatchingCode) {
 
 TEST_F(SrpcRawTest, ExtraDescriptorsAreClosed) {
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  size_t before = imc_test::CountOpenFds();
+  size_t before = harness::CountOpenDescriptors();
   SrpcMessage m = Call(AddRequest(5), {devnull, devnull, devnull});
   EXPECT_EQ(SRPC_RESULT_OK, static_cast<int>(m.header.result));
   srpc_message_free(&m);
-  EXPECT_EQ(before, imc_test::CountOpenFds());
+  EXPECT_EQ(before, harness::CountOpenDescriptors());
   close(devnull);
 }
 

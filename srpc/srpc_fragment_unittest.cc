@@ -15,6 +15,7 @@
 #include "imc/imc_test_util.h"
 #include "srpc/srpc.h"
 #include "srpc/srpc_fragment.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
@@ -139,7 +140,7 @@ TEST(SrpcReassemblyTest, RejectsFramingThatLies) {
        RECVMSG_DATA_TRUNCATED},
   };
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  size_t before = imc_test::CountOpenFds();
+  size_t before = harness::CountOpenDescriptors();
   for (const auto& c : cases) {
     SrpcReassembly r;
     srpc_reassembly_init(&r, 1000);
@@ -150,7 +151,7 @@ TEST(SrpcReassemblyTest, RejectsFramingThatLies) {
                                        c.fds, c.flags))
         << c.what;
     EXPECT_FALSE(r.started) << c.what;
-    EXPECT_EQ(before, imc_test::CountOpenFds()) << c.what;
+    EXPECT_EQ(before, harness::CountOpenDescriptors()) << c.what;
   }
   close(devnull);
 }

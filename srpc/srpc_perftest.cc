@@ -54,15 +54,11 @@ const SrpcMethod kMethods[] = {{"null::", Null},
                                {"echo:C:C", Echo},
                                {"handle:h:h", Handle}};
 
-// Serves on `fd` with `threads` server loops until the peer closes.
-void Serve(int fd, int threads) {
+// Serves on `fd` until the peer closes.
+void Serve(int fd) {
   SrpcService* s = srpc_service_new(kMethods, 4, nullptr, nullptr, nullptr);
   SrpcChannel* ch = srpc_channel_new(fd, s, 0);
-  std::vector<std::thread> loops;
-  for (int i = 0; i < threads; i++)
-    loops.emplace_back([ch] { srpc_channel_serve(ch); });
-  for (auto& t : loops)
-    t.join();
+  srpc_channel_serve(ch);
   srpc_channel_free(ch);
   srpc_service_free(s);
 }
@@ -125,11 +121,10 @@ int main(int argc, char** argv) {
   const std::string& csv = options.csv;
   const int reps = options.repetitions;
   const int scale = options.scale;
-  auto serve = [](int fd) { Serve(fd, 1); };
   int raw = perf::ForkPeer(RawEcho);
-  int srv = perf::ForkPeer(serve);
-  int srv2 = perf::ForkPeer(serve);
-  int srv3 = perf::ForkPeer(serve);
+  int srv = perf::ForkPeer(Serve);
+  int srv2 = perf::ForkPeer(Serve);
+  int srv3 = perf::ForkPeer(Serve);
   SrpcChannel* ch = srpc_channel_new(srv, nullptr, 0);
   SrpcChannel* ch2 = srpc_channel_new(srv2, nullptr, 0);
   SrpcChannel* ch3 = srpc_channel_new(srv3, nullptr, 0);

@@ -16,6 +16,7 @@
 #include "srpc/srpc.h"
 #include "srpc/srpc_fragment.h"
 #include "srpc/srpc_wire.h"
+#include "testing/harness/descriptors.h"
 
 namespace {
 
@@ -327,20 +328,20 @@ TEST(SrpcWireTest, DecodeClosesDescriptorsItDoesNotUse) {
       Hex("c0da0002 00000001 00000001 00000002 00000100 00000001 00000000"
           "00000068 00000000 00000000 00000000");
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  size_t before = imc_test::CountOpenFds();
+  size_t before = harness::CountOpenDescriptors();
   int fds[3] = {dup(devnull), dup(devnull), dup(devnull)};
   SrpcMessage m;
   ASSERT_EQ(SRPC_RESULT_OK,
             srpc_wire_decode(body.data(), body.size(), fds, 3, 1 << 20, &m));
-  EXPECT_EQ(before + 1, imc_test::CountOpenFds());  // only the handle's
+  EXPECT_EQ(before + 1, harness::CountOpenDescriptors());  // only the handle's
   srpc_message_free(&m);
-  EXPECT_EQ(before, imc_test::CountOpenFds());
+  EXPECT_EQ(before, harness::CountOpenDescriptors());
   // On failure every descriptor is closed.
   int more[2] = {dup(devnull), dup(devnull)};
   body[0] = 1;  // wrong protocol
   EXPECT_EQ(SRPC_RESULT_PROTOCOL_MISMATCH,
             srpc_wire_decode(body.data(), body.size(), more, 2, 1 << 20, &m));
-  EXPECT_EQ(before, imc_test::CountOpenFds());
+  EXPECT_EQ(before, harness::CountOpenDescriptors());
   close(devnull);
 }
 

@@ -6,17 +6,11 @@
 #define TESTING_HARNESS_FD_LEAK_CHECKER_H_
 
 #include <set>
-#include <string>
 
 #include "gtest/gtest.h"
+#include "testing/harness/descriptors.h"
 
 namespace harness {
-
-// The descriptors open in this process right now.
-std::set<int> OpenDescriptors();
-
-// What descriptor `fd` refers to ("pipe:[123]", "/dev/null", ...), or "?".
-std::string DescribeDescriptor(int fd);
 
 class FdLeakChecker : public ::testing::EmptyTestEventListener {
  public:
