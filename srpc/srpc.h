@@ -60,6 +60,9 @@ typedef enum SrpcResult {
   SRPC_RESULT_OUT_ARG_TYPE_MISMATCH = 266,
   SRPC_RESULT_INTERNAL = 267,
   SRPC_RESULT_APP_ERROR = 268,
+  /* Local outcomes of a call with SrpcCallOptions; never sent. */
+  SRPC_RESULT_TIMED_OUT = 512,
+  SRPC_RESULT_CANCELLED = 513,
 } SrpcResult;
 
 /* A short English description of `result` ("bad rpc number"), or "unknown
@@ -269,9 +272,55 @@ SRPC_EXPORT int srpc_invoke_args(SrpcChannel* channel,
                                  SrpcArg* out,
                                  size_t num_out);
 
+/* A cancellation flag that any thread can raise to end the waits that use
+ * it (SrpcCallOptions), promptly. It stays raised until reset, so a cancel
+ * that races with the start of a wait is not lost. */
+typedef struct SrpcCancel SrpcCancel;
+
+/* Returns a lowered flag, or NULL if out of memory or descriptors. */
+SRPC_EXPORT SrpcCancel* srpc_cancel_new(void);
+/* No wait may still be using it. */
+SRPC_EXPORT void srpc_cancel_free(SrpcCancel* cancel);
+/* Raises the flag and wakes every wait using it. Any thread. */
+SRPC_EXPORT void srpc_cancel_signal(SrpcCancel* cancel);
+/* Lowers the flag. */
+SRPC_EXPORT void srpc_cancel_reset(SrpcCancel* cancel);
+SRPC_EXPORT int srpc_cancel_is_signalled(const SrpcCancel* cancel);
+/* An eventfd that polls readable while the flag is raised (owned by the
+ * flag: do not read or close it), to wait on it beside other descriptors. */
+SRPC_EXPORT int srpc_cancel_fd(const SrpcCancel* cancel);
+
+/* How long a call may wait for its reply, and what can end it early. */
+typedef struct SrpcCallOptions {
+  int timeout_ms;     /* < 0: no limit */
+  SrpcCancel* cancel; /* NULL: none */
+} SrpcCallOptions;
+
+/* srpc_invoke_args with a bound on the wait: returns SRPC_RESULT_TIMED_OUT
+ * once `options->timeout_ms` have passed without a reply, or
+ * SRPC_RESULT_CANCELLED as soon as `options->cancel` is raised (at once if
+ * it already is, before anything is sent). The request may still reach the
+ * peer and run there; its late reply is discarded (descriptors in it are
+ * closed). The bound covers the wait for the reply: sending a large
+ * request to a peer that does not read can still block.
+ * While a server loop (srpc_channel_serve) runs on the channel, a bounded
+ * caller leaves the reading to it and only waits, so the bound holds
+ * whatever the peer sends; without one, it reads itself, and a peer that
+ * stops in the middle of a message can hold it past the bound. */
+SRPC_EXPORT int srpc_invoke_args_opt(SrpcChannel* channel,
+                                     uint32_t rpc_number,
+                                     const SrpcArg* in,
+                                     size_t num_in,
+                                     SrpcArg* out,
+                                     size_t num_out,
+                                     const SrpcCallOptions* options);
+
 /* Calls method 0 and keeps the peer's method table on the channel. Returns
  * SRPC_RESULT_OK or the failure. */
 SRPC_EXPORT int srpc_channel_discover(SrpcChannel* channel);
+/* The same with a bound on the wait, as srpc_invoke_args_opt. */
+SRPC_EXPORT int srpc_channel_discover_opt(SrpcChannel* channel,
+                                          const SrpcCallOptions* options);
 
 /* After srpc_channel_discover: the number of methods and method i's
  * signature (NULL past the end; valid until the channel is freed, even if

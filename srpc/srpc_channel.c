@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "srpc/srpc_channel_internal.h"
@@ -42,7 +43,11 @@ SrpcChannel* srpc_channel_new(int fd,
       max_message_bytes ? max_message_bytes : SRPC_DEFAULT_MAX_MESSAGE_BYTES;
   pthread_mutex_init(&ch->send_mu, NULL);
   pthread_mutex_init(&ch->mu, NULL);
-  pthread_cond_init(&ch->cv, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&ch->cv, &attr);
+  pthread_condattr_destroy(&attr);
   ch->refs = 1;
   ch->next_id = 1;
   srpc_reassembly_init(&ch->reassembly, ch->max_message_bytes);
@@ -145,15 +150,47 @@ void srpc_channel_request_break(SrpcChannel* ch) {
   pthread_mutex_unlock(&ch->mu);
 }
 
-/* In a server loop, before reading: waits for input, or for a break. True
- * if there is input to read. */
-static bool wait_for_input(SrpcChannel* ch) {
-  struct pollfd pfd[2] = {{ch->wake_fd, POLLIN, 0}, {ch->fd, POLLIN, 0}};
-  while (poll(pfd, 2, -1) < 0) {
+struct timespec srpc_deadline_after(int ms) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += ms / 1000;
+  t.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (t.tv_nsec >= 1000000000L) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000L;
+  }
+  return t;
+}
+
+/* Milliseconds from now until `deadline`, rounded up; 0 once past. */
+static int ms_until(const struct timespec* deadline) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t ns = (int64_t)(deadline->tv_sec - now.tv_sec) * 1000000000 +
+               (deadline->tv_nsec - now.tv_nsec);
+  if (ns <= 0)
+    return 0;
+  int64_t ms = (ns + 999999) / 1000000;
+  return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+/* Before reading: waits for input on the channel, or for `stop_fd` (the
+ * wake-up of a server loop, or a caller's cancel flag) or `deadline`.
+ * True if there is input to read. */
+static bool wait_for_input(SrpcChannel* ch,
+                           int stop_fd,
+                           const struct timespec* deadline) {
+  struct pollfd pfd[2] = {{ch->fd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  for (;;) {
+    int timeout = deadline != NULL ? ms_until(deadline) : -1;
+    int n = poll(pfd, stop_fd >= 0 ? 2 : 1, timeout);
+    if (n > 0)
+      return (pfd[1].revents & POLLIN) == 0 || stop_fd < 0;
+    if (n == 0)
+      return false;
     if (errno != EINTR)
       return true; /* let the read report it */
   }
-  return (pfd[0].revents & POLLIN) == 0;
 }
 
 static SrpcPendingCall* find_pending(SrpcChannel* ch, uint32_t id) {
@@ -165,15 +202,21 @@ static SrpcPendingCall* find_pending(SrpcChannel* ch, uint32_t id) {
 }
 
 /* Called with mu held and `reading` clear: receives and handles one message
- * (mu is released meanwhile). Returns with mu held and `reading` clear. */
-static void read_one(SrpcChannel* ch, bool server_loop) {
+ * (mu is released meanwhile). Returns with mu held and `reading` clear.
+ * A caller with a bound passes its cancel descriptor (or -1) and deadline
+ * (or NULL); it may return without reading. */
+static void read_one(SrpcChannel* ch,
+                     bool server_loop,
+                     int cancel_fd,
+                     const struct timespec* deadline) {
   ch->reading = true;
   /* Only a deferred call can ask for a break while this loop waits for
    * input: wait on the wake-up too only then, and spare the common path a
    * system call. */
-  bool interruptible = server_loop && ch->outstanding > 0;
+  int stop_fd = server_loop && ch->outstanding > 0 ? ch->wake_fd : cancel_fd;
+  bool interruptible = stop_fd >= 0 || deadline != NULL;
   pthread_mutex_unlock(&ch->mu);
-  if (interruptible && !wait_for_input(ch)) {
+  if (interruptible && !wait_for_input(ch, stop_fd, deadline)) {
     pthread_mutex_lock(&ch->mu);
     ch->reading = false;
     pthread_cond_broadcast(&ch->cv);
@@ -239,7 +282,7 @@ int srpc_channel_serve(SrpcChannel* ch) {
       break;
     }
     if (!ch->reading)
-      read_one(ch, true);
+      read_one(ch, true, -1, NULL);
     else
       pthread_cond_wait(&ch->cv, &ch->mu);
   }
@@ -269,8 +312,10 @@ static void copy_result(SrpcArg* v, SrpcArg* out) {
 }
 
 /* Moves the reply's values into the caller's results: all or nothing. */
+static int reply_result(const SrpcMessage* reply);
+
 static int take_results(SrpcMessage* reply, SrpcArg* out, size_t num_out) {
-  int r = (int)reply->header.result;
+  int r = reply_result(reply);
   if (r != SRPC_RESULT_OK)
     return r;
   if (reply->header.value_len != num_out)
@@ -290,19 +335,45 @@ static int take_results(SrpcMessage* reply, SrpcArg* out, size_t num_out) {
   return SRPC_RESULT_OK;
 }
 
-/* Sends a request and waits for its reply; on success the reply is left in
- * call->reply for the caller to consume and free. */
+/* A reply's result as the caller sees it: a value outside the protocol's
+ * range (the local outcomes included) is the peer's error. */
+static int reply_result(const SrpcMessage* reply) {
+  uint32_t r = reply->header.result;
+  return r >= SRPC_RESULT_OK && r <= SRPC_RESULT_APP_ERROR
+             ? (int)r
+             : SRPC_RESULT_INTERNAL;
+}
+
+/* Sends a request and waits for its reply, within `opt` if not NULL; on
+ * success the reply is left in call->reply for the caller to consume and
+ * free. */
 static int round_trip(SrpcChannel* ch,
                       uint32_t rpc_number,
                       const SrpcArg* in,
                       size_t num_in,
                       const SrpcArg* templates,
                       size_t num_out,
+                      const SrpcCallOptions* opt,
                       SrpcPendingCall* call) {
   memset(call, 0, sizeof(*call));
+  SrpcCancel* cancel = opt != NULL ? opt->cancel : NULL;
+  struct timespec deadline_storage;
+  const struct timespec* deadline = NULL;
+  if (opt != NULL && opt->timeout_ms >= 0) {
+    deadline_storage = srpc_deadline_after(opt->timeout_ms);
+    deadline = &deadline_storage;
+  }
+  SrpcCancelWaiter waiter = {&ch->mu, &ch->cv, NULL};
+  if (cancel != NULL) {
+    if (srpc_cancel_is_signalled(cancel))
+      return SRPC_RESULT_CANCELLED;
+    srpc_cancel_add_waiter(cancel, &waiter);
+  }
   pthread_mutex_lock(&ch->mu);
   if (ch->closed) {
     pthread_mutex_unlock(&ch->mu);
+    if (cancel != NULL)
+      srpc_cancel_remove_waiter(cancel, &waiter);
     return SRPC_RESULT_INTERNAL;
   }
   call->id = ch->next_id++;
@@ -316,14 +387,23 @@ static int round_trip(SrpcChannel* ch,
                   SRPC_RESULT_OK,        0,        0};
   int r = srpc_channel_send(ch, &h, templates, num_out, in, num_in);
 
+  bool bounded = cancel != NULL || deadline != NULL;
+  int cancel_fd = cancel != NULL ? srpc_cancel_fd(cancel) : -1;
   pthread_mutex_lock(&ch->mu);
   while (r == SRPC_RESULT_OK && !call->done) {
-    if (ch->closed)
+    if (ch->closed) {
       r = SRPC_RESULT_INTERNAL;
-    else if (!ch->reading)
-      read_one(ch, false);
-    else
+    } else if (cancel != NULL && srpc_cancel_is_signalled(cancel)) {
+      r = SRPC_RESULT_CANCELLED;
+    } else if (deadline != NULL && ms_until(deadline) == 0) {
+      r = SRPC_RESULT_TIMED_OUT;
+    } else if (!ch->reading && !(bounded && ch->serving > 0)) {
+      read_one(ch, false, cancel_fd, deadline);
+    } else if (deadline != NULL) {
+      pthread_cond_timedwait(&ch->cv, &ch->mu, deadline);
+    } else {
       pthread_cond_wait(&ch->cv, &ch->mu);
+    }
   }
   for (SrpcPendingCall** p = &ch->pending; *p != NULL; p = &(*p)->next) {
     if (*p == call) {
@@ -332,6 +412,8 @@ static int round_trip(SrpcChannel* ch,
     }
   }
   pthread_mutex_unlock(&ch->mu);
+  if (cancel != NULL)
+    srpc_cancel_remove_waiter(cancel, &waiter);
   if (r == SRPC_RESULT_OK && call->decode_result != SRPC_RESULT_OK) {
     r = call->decode_result;
     srpc_message_free(&call->reply);
@@ -347,10 +429,20 @@ int srpc_invoke_args(SrpcChannel* ch,
                      size_t num_in,
                      SrpcArg* out,
                      size_t num_out) {
+  return srpc_invoke_args_opt(ch, rpc_number, in, num_in, out, num_out, NULL);
+}
+
+int srpc_invoke_args_opt(SrpcChannel* ch,
+                         uint32_t rpc_number,
+                         const SrpcArg* in,
+                         size_t num_in,
+                         SrpcArg* out,
+                         size_t num_out,
+                         const SrpcCallOptions* opt) {
   if (num_in > SRPC_MAX_ARGS || num_out > SRPC_MAX_ARGS)
     return SRPC_RESULT_TOO_MANY_ARGS;
   SrpcPendingCall call;
-  int r = round_trip(ch, rpc_number, in, num_in, out, num_out, &call);
+  int r = round_trip(ch, rpc_number, in, num_in, out, num_out, opt, &call);
   if (r != SRPC_RESULT_OK)
     return r;
   r = take_results(&call.reply, out, num_out);
@@ -359,6 +451,10 @@ int srpc_invoke_args(SrpcChannel* ch,
 }
 
 int srpc_channel_discover(SrpcChannel* ch) {
+  return srpc_channel_discover_opt(ch, NULL);
+}
+
+int srpc_channel_discover_opt(SrpcChannel* ch, const SrpcCallOptions* opt) {
   SrpcArg t = {0};
   t.type = SRPC_TYPE_CHAR_ARRAY;
   t.count = (uint32_t)(ch->max_message_bytes < UINT32_MAX
@@ -366,10 +462,10 @@ int srpc_channel_discover(SrpcChannel* ch) {
                                  SRPC_ARG_BYTES
                            : UINT32_MAX);
   SrpcPendingCall call;
-  int r = round_trip(ch, 0, NULL, 0, &t, 1, &call);
+  int r = round_trip(ch, 0, NULL, 0, &t, 1, opt, &call);
   if (r != SRPC_RESULT_OK)
     return r;
-  r = (int)call.reply.header.result;
+  r = reply_result(&call.reply);
   if (r == SRPC_RESULT_OK &&
       (call.reply.header.value_len != 1 || call.reply.values[0].type != 'C'))
     r = SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;

@@ -32,6 +32,10 @@ const char* srpc_result_string(int result) {
       return "internal error";
     case SRPC_RESULT_APP_ERROR:
       return "application error";
+    case SRPC_RESULT_TIMED_OUT:
+      return "timed out";
+    case SRPC_RESULT_CANCELLED:
+      return "cancelled";
   }
   return "unknown result";
 }
