@@ -12,6 +12,7 @@
 #ifndef SRPC_SRPC_H_
 #define SRPC_SRPC_H_
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -289,6 +290,21 @@ SRPC_EXPORT int srpc_cancel_is_signalled(const SrpcCancel* cancel);
 /* An eventfd that polls readable while the flag is raised (owned by the
  * flag: do not read or close it), to wait on it beside other descriptors. */
 SRPC_EXPORT int srpc_cancel_fd(const SrpcCancel* cancel);
+
+/* For waits of one's own on a condition variable: while `waiter` is added,
+ * raising the flag broadcasts waiter->cv with waiter->mu held, so a waiter
+ * that checks srpc_cancel_is_signalled under mu before sleeping is never
+ * left asleep. Add and remove without holding mu; `waiter` must stay valid
+ * until removed. */
+typedef struct SrpcCancelWaiter {
+  pthread_mutex_t* mu;
+  pthread_cond_t* cv;
+  struct SrpcCancelWaiter* next; /* the flag's */
+} SrpcCancelWaiter;
+SRPC_EXPORT void srpc_cancel_add_waiter(SrpcCancel* cancel,
+                                        SrpcCancelWaiter* waiter);
+SRPC_EXPORT void srpc_cancel_remove_waiter(SrpcCancel* cancel,
+                                           SrpcCancelWaiter* waiter);
 
 /* How long a call may wait for its reply, and what can end it early. */
 typedef struct SrpcCallOptions {

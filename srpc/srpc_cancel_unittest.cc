@@ -59,8 +59,9 @@ size_t ReleaseHeld() {
   return held.size();
 }
 
-const SrpcMethod kMethods[] = {
-    {"hold::h", Hold}, {"add:ii:i", Add}, {"stop::", Stop}};
+const SrpcMethod kMethods[] = {{"hold::h", Hold},
+                               {"add:ii:i", Add},
+                               {"stop::", Stop}};
 
 double MsSince(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(
@@ -169,7 +170,7 @@ TEST_P(SrpcBoundedCallTest, RaisedFlagFailsAtOnceWithoutSendingUntilReset) {
   SrpcCallOptions opt = {-1, cancel_};
   int fd = -1;
   EXPECT_EQ(SRPC_RESULT_CANCELLED, CallHold(&opt, &fd));
-  EXPECT_EQ(0u, ReleaseHeld()); // nothing was sent
+  EXPECT_EQ(0u, ReleaseHeld());  // nothing was sent
   srpc_cancel_reset(cancel_);
   EXPECT_EQ(0, srpc_cancel_is_signalled(cancel_));
   opt.timeout_ms = 20;
@@ -232,7 +233,7 @@ TEST(SrpcResultTest, LocalOutcomesFromThePeerAreItsError) {
     free(data);
     SrpcHeader h = m.header;
     h.is_request = 0;
-    h.result = SRPC_RESULT_TIMED_OUT; // not the peer's to say
+    h.result = SRPC_RESULT_TIMED_OUT;  // not the peer's to say
     h.value_len = h.template_len = 0;
     srpc_message_free(&m);
     SrpcBuffer body = {};

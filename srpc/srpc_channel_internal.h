@@ -54,19 +54,6 @@ struct SrpcChannel {
   size_t num_old_methods;
 };
 
-/* A wait registered with an SrpcCancel: raising it broadcasts `cv` under
- * `mu`. Lives on the waiter's stack. */
-typedef struct SrpcCancelWaiter {
-  pthread_mutex_t* mu;
-  pthread_cond_t* cv;
-  struct SrpcCancelWaiter* next;
-} SrpcCancelWaiter;
-
-/* Registers and unregisters `w` with `c`; neither may be called with
- * w->mu held. */
-void srpc_cancel_add_waiter(SrpcCancel* c, SrpcCancelWaiter* w);
-void srpc_cancel_remove_waiter(SrpcCancel* c, SrpcCancelWaiter* w);
-
 /* CLOCK_MONOTONIC now plus `ms`, for pthread_cond_timedwait on the
  * channel's condition variable (which uses that clock). */
 struct timespec srpc_deadline_after(int ms);
