@@ -37,7 +37,9 @@ struct PluginPipe {
   PluginPipeConfig config;
   size_t max_bytes;
   pthread_mutex_t mu;
-  pthread_cond_t in_cv;  /* receive queue: consumers and the reader */
+  pthread_cond_t in_cv;   /* receive queue: consumers */
+  pthread_cond_t room_cv; /* receive queue: the reader, when it is full */
+  bool reader_waiting;
   pthread_cond_t out_cv; /* send queue: the writer */
   bool stopping;
 
@@ -182,8 +184,10 @@ static bool deliver(PluginPipe* p, PluginMessage* m) {
     p->config.notify(p->config.user);
   pthread_mutex_lock(&p->mu);
   while (!p->stopping && (p->in_bytes >= PLUGIN_PIPE_RECEIVE_WINDOW ||
-                          p->in_count >= PLUGIN_PIPE_RECEIVE_MESSAGES))
-    pthread_cond_wait(&p->in_cv, &p->mu);
+                          p->in_count >= PLUGIN_PIPE_RECEIVE_MESSAGES)) {
+    p->reader_waiting = true;
+    pthread_cond_wait(&p->room_cv, &p->mu);
+  }
   pthread_mutex_unlock(&p->mu);
   return true;
 }
@@ -282,9 +286,11 @@ PluginPipe* plugin_pipe_new(int fd, const PluginPipeConfig* config) {
   p->armed = true;
   pthread_mutex_init(&p->mu, NULL);
   plugin_cond_init(&p->in_cv);
+  pthread_cond_init(&p->room_cv, NULL);
   pthread_cond_init(&p->out_cv, NULL);
   if (pthread_create(&p->reader, NULL, reader_main, p) != 0) {
     pthread_cond_destroy(&p->out_cv);
+    pthread_cond_destroy(&p->room_cv);
     pthread_cond_destroy(&p->in_cv);
     pthread_mutex_destroy(&p->mu);
     close(fd);
@@ -300,6 +306,7 @@ void plugin_pipe_free(PluginPipe* p) {
   pthread_mutex_lock(&p->mu);
   p->stopping = true;
   pthread_cond_broadcast(&p->in_cv);
+  pthread_cond_broadcast(&p->room_cv);
   pthread_cond_broadcast(&p->out_cv);
   bool writer = p->writer_started;
   pthread_mutex_unlock(&p->mu);
@@ -318,6 +325,7 @@ void plugin_pipe_free(PluginPipe* p) {
   }
   close(p->fd);
   pthread_cond_destroy(&p->out_cv);
+  pthread_cond_destroy(&p->room_cv);
   pthread_cond_destroy(&p->in_cv);
   pthread_mutex_destroy(&p->mu);
   free(p);
@@ -482,7 +490,13 @@ static int pop_locked(PluginPipe* p, PluginMessage* out, int* close_error) {
     p->in_count--;
     *out = item->msg;
     free(item);
-    pthread_cond_broadcast(&p->in_cv); /* room for the reader */
+    /* Wake a waiting reader once half the window is free, not on every
+     * message: one wake-up per half window instead of one per message. */
+    if (p->reader_waiting && p->in_bytes <= PLUGIN_PIPE_RECEIVE_WINDOW / 2 &&
+        p->in_count <= PLUGIN_PIPE_RECEIVE_MESSAGES / 2) {
+      p->reader_waiting = false;
+      pthread_cond_signal(&p->room_cv);
+    }
     return 1;
   }
   if (p->closed) {

@@ -7,6 +7,10 @@
 #include <pthread.h>
 #include <time.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Now plus `ms` (which must be >= 0). */
 struct timespec plugin_deadline_after(int ms);
 
@@ -15,5 +19,9 @@ int plugin_ms_left(const struct timespec* deadline);
 
 /* pthread_cond_init with CLOCK_MONOTONIC. */
 void plugin_cond_init(pthread_cond_t* cv);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
 
 #endif /* PLUGIN_COMMON_PLUGIN_TIME_H_ */

@@ -11,6 +11,10 @@
 #include "plugin/common/plugin_pipe.h"
 #include "plugin/host/plugin_host.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* A queued task. Nodes are malloc'd by plugin_call_on_main_thread, or
  * embedded in an object that posts at most one at a time (then `embedded`
  * keeps the loop from freeing it). */
@@ -77,5 +81,17 @@ bool host_inbox_start(HostInbox* inbox,
 void host_inbox_close(HostInbox* inbox);
 
 void host_inbox_unref(HostInbox* inbox);
+
+/* A module with no process and no channel yet (what launch starts from;
+ * tests and fuzzers use it to drive the host's control service), and the
+ * service the host serves on a module's control channel. Free with
+ * plugin_module_free. */
+PluginModule* host_module_new_unlaunched(PluginHost* host,
+                                         const PluginModuleCallbacks* cb);
+SrpcService* host_module_control_service(PluginModule* module);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
 
 #endif /* PLUGIN_HOST_HOST_INTERNAL_H_ */

@@ -247,6 +247,32 @@ static const SrpcMethod kHostControl[] = {
 
 /* ---- Launch ---- */
 
+PluginModule* host_module_new_unlaunched(PluginHost* host,
+                                         const PluginModuleCallbacks* cb) {
+  PluginModule* m = calloc(1, sizeof(*m));
+  if (m == NULL)
+    return NULL;
+  m->control_service = srpc_service_new(kHostControl, 2, m, NULL, NULL);
+  if (m->control_service == NULL) {
+    free(m);
+    return NULL;
+  }
+  m->host = host;
+  m->cb = *cb;
+  m->pidfd = -1;
+  m->address = -1;
+  m->inbox.deliver = module_deliver;
+  m->inbox.destroy = module_destroy;
+  atomic_init(&m->inbox.refs, 1);
+  pthread_mutex_init(&m->mu, NULL);
+  plugin_cond_init(&m->cv);
+  return m;
+}
+
+SrpcService* host_module_control_service(PluginModule* m) {
+  return m->control_service;
+}
+
 /* The environment for the child: the given one (or ours) with
  * PLUGIN_MODULE_FD=3 in place of any earlier value. */
 static char** child_environment(const char* const* envp, char* entry) {
@@ -426,18 +452,9 @@ int plugin_module_launch(PluginHost* host,
       o->start_timeout_ms > 0 ? o->start_timeout_ms : kDefaultStartTimeoutMs;
   struct timespec deadline = plugin_deadline_after(timeout);
 
-  PluginModule* m = calloc(1, sizeof(*m));
+  PluginModule* m = host_module_new_unlaunched(host, &o->callbacks);
   if (m == NULL)
     return PLUGIN_ERROR_NO_MEMORY;
-  m->host = host;
-  m->cb = o->callbacks;
-  m->pidfd = -1;
-  m->address = -1;
-  m->inbox.deliver = module_deliver;
-  m->inbox.destroy = module_destroy;
-  atomic_init(&m->inbox.refs, 1);
-  pthread_mutex_init(&m->mu, NULL);
-  plugin_cond_init(&m->cv);
 
   int result = PLUGIN_OK;
   int sock[2] = {-1, -1};
@@ -469,11 +486,7 @@ int plugin_module_launch(PluginHost* host,
     result = from_connect_error(errno);
     goto fail;
   }
-  m->control_service = srpc_service_new(kHostControl, 2, m, NULL, NULL);
-  if (m->control_service == NULL ||
-      !serve_channel(&m->control, fd, m->control_service, 0)) {
-    if (m->control_service == NULL)
-      close(fd);
+  if (!serve_channel(&m->control, fd, m->control_service, 0)) {
     result = PLUGIN_ERROR_NO_MEMORY;
     goto fail;
   }
