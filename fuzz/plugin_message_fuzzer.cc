@@ -27,7 +27,7 @@
 #include "plugin/common/plugin_frame.h"
 #include "plugin/common/plugin_pipe.h"
 #include "plugin/common/plugin_protocol.h"
-#include "plugin/host/host_internal.h"
+#include "plugin/host/host_testing.h"
 #include "testing/harness/descriptors.h"
 
 namespace {

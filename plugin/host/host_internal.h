@@ -4,11 +4,13 @@
 #ifndef PLUGIN_HOST_HOST_INTERNAL_H_
 #define PLUGIN_HOST_HOST_INTERNAL_H_
 
+#include <linux/filter.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 
 #include "plugin/common/plugin_pipe.h"
+#include "plugin/host/host_testing.h"
 #include "plugin/host/plugin_host.h"
 
 #ifdef __cplusplus
@@ -82,13 +84,15 @@ void host_inbox_close(HostInbox* inbox);
 
 void host_inbox_unref(HostInbox* inbox);
 
-/* A module with no process and no channel yet (what launch starts from;
- * tests and fuzzers use it to drive the host's control service), and the
- * service the host serves on a module's control channel. Free with
- * plugin_module_free. */
-PluginModule* host_module_new_unlaunched(PluginHost* host,
-                                         const PluginModuleCallbacks* cb);
-SrpcService* host_module_control_service(PluginModule* module);
+/* The sandbox filter (host_sandbox.c): written into out[0..cap), returns
+ * its length (0 if cap is too small or the architecture has none).
+ * host_sandbox_enter installs it for the calling process and what it
+ * executes; only system calls, so it may run between fork and exec.
+ * Returns 0 or an errno. */
+#define HOST_SANDBOX_MAX_FILTER 256
+size_t host_sandbox_filter(struct sock_filter* out, size_t cap);
+int host_sandbox_enter(const struct sock_filter* filter, size_t n);
+
 
 #ifdef __cplusplus
 } /* extern "C" */

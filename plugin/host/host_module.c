@@ -301,7 +301,9 @@ static void child_exec(const PluginLaunchOptions* o,
                        char* const* argv,
                        char* const* envp,
                        int bound,
-                       int report) {
+                       int report,
+                       const struct sock_filter* filter,
+                       size_t filter_len) {
   int error = 0;
   sigset_t all;
   sigemptyset(&all);
@@ -320,6 +322,8 @@ static void child_exec(const PluginLaunchOptions* o,
   }
   if (error == 0 && o->before_exec != NULL)
     error = o->before_exec(o->before_exec_user);
+  if (error == 0 && o->sandbox)
+    error = host_sandbox_enter(filter, filter_len);
   if (error == 0) {
     execve(o->path, argv, envp);
     error = errno;
@@ -342,6 +346,16 @@ static int spawn(PluginModule* m, const PluginLaunchOptions* o, int bound) {
   int report[2];
   if (env == NULL)
     return ENOMEM;
+  /* Built before fork: the child only installs it. */
+  struct sock_filter filter[HOST_SANDBOX_MAX_FILTER];
+  size_t filter_len = 0;
+  if (o->sandbox) {
+    filter_len = host_sandbox_filter(filter, HOST_SANDBOX_MAX_FILTER);
+    if (filter_len == 0) {
+      free(env);
+      return ENOSYS;
+    }
+  }
   if (pipe2(report, O_CLOEXEC) != 0) {
     int error = errno;
     free(env);
@@ -349,7 +363,8 @@ static int spawn(PluginModule* m, const PluginLaunchOptions* o, int bound) {
   }
   pid_t pid = fork();
   if (pid == 0)
-    child_exec(o, (char* const*)(uintptr_t)argv, env, bound, report[1]);
+    child_exec(o, (char* const*)(uintptr_t)argv, env, bound, report[1], filter,
+               filter_len);
   int error = pid < 0 ? errno : 0;
   close(report[1]);
   free(env);

@@ -160,6 +160,14 @@ typedef struct PluginLaunchOptions {
   const char* const* envp;  /* NULL: the host's environment */
   int start_timeout_ms;     /* for the module to accept; 0: 10000 */
   size_t max_message_bytes; /* 0: PLUGIN_DEFAULT_MAX_MESSAGE_BYTES */
+  /* Nonzero: the module runs in the sandbox (docs/broker.md): from its
+   * first instruction, opening a file by name, changing the file system
+   * by name, creating sockets and similar calls fail with EACCES; files
+   * come through the open() broker (plugin/broker). The filter is in force
+   * before the program's dynamic loader runs, so a sandboxed module must
+   * be statically linked. Launch fails with PLUGIN_ERROR_SPAWN (errno
+   * ENOSYS) where no filter exists for the architecture. */
+  int sandbox;
   /* Called in the child after its descriptors are set up and before exec
    * (for a sandbox); only async-signal-safe work. Returns 0 to go on, or
    * an errno to fail the launch with. May be NULL. */
