@@ -55,8 +55,6 @@ const char* plugin_result_string(int result) {
       return "module did not accept its connections in time";
     case PLUGIN_ERROR_HANDSHAKE:
       return "module start-up failed";
-    case PLUGIN_ERROR_NO_SUCH_METHOD:
-      return "no such method";
     case PLUGIN_ERROR_WRONG_THREAD:
       return "not called on the main thread";
     case PLUGIN_ERROR_SYSTEM:

@@ -49,7 +49,6 @@ typedef enum PluginResult {
   PLUGIN_ERROR_SPAWN = 7,         /* the program could not be started */
   PLUGIN_ERROR_START_TIMEOUT = 8, /* the module never accepted */
   PLUGIN_ERROR_HANDSHAKE = 9,     /* start-up answered wrongly */
-  PLUGIN_ERROR_NO_SUCH_METHOD = 10,
   PLUGIN_ERROR_WRONG_THREAD = 11, /* a main-thread call from elsewhere */
   PLUGIN_ERROR_SYSTEM = 12,       /* another system error: see errno */
 } PluginResult;

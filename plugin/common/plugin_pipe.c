@@ -137,6 +137,22 @@ static void* writer_main(void* arg) {
     pthread_mutex_unlock(&p->mu);
     int r = send_item(p, item, 0);
     int error = errno;
+    /* Shortages pass: the kernel's buffers (ENOBUFS, ENOMEM) and its limit
+     * on descriptors in flight (ETOOMANYREFS) free up as the peer reads.
+     * Try again shortly rather than fail the channel. */
+    while (r < 0 && (error == ENOBUFS || error == ENOMEM ||
+                     error == ETOOMANYREFS || error == EAGAIN)) {
+      pthread_mutex_lock(&p->mu);
+      bool stop = p->stopping;
+      pthread_mutex_unlock(&p->mu);
+      if (stop)
+        break;
+      usleep(10000);
+      r = send_item(p, item, 0);
+      error = errno;
+    }
+    if (r < 0 && item->begun)
+      shutdown(p->fd, SHUT_RDWR); /* half a message is out: end it */
     pthread_mutex_lock(&p->mu);
     p->writer_busy = false;
     if (r == 1) {
@@ -259,6 +275,10 @@ static void* reader_main(void* arg) {
   }
   plugin_reassembly_reset(&r);
   free(buf);
+  /* After an error nothing more is read: shut the socket so that the
+   * peer learns (its sends fail) instead of queueing forever. */
+  if (error != 0)
+    shutdown(p->fd, SHUT_RDWR);
   pthread_mutex_lock(&p->mu);
   p->closed = true;
   p->close_error = error;
@@ -288,7 +308,13 @@ PluginPipe* plugin_pipe_new(int fd, const PluginPipeConfig* config) {
   plugin_cond_init(&p->in_cv);
   pthread_cond_init(&p->room_cv, NULL);
   pthread_cond_init(&p->out_cv, NULL);
-  if (pthread_create(&p->reader, NULL, reader_main, p) != 0) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (config->for_process_lifetime)
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int created = pthread_create(&p->reader, &attr, reader_main, p);
+  pthread_attr_destroy(&attr);
+  if (created != 0) {
     pthread_cond_destroy(&p->out_cv);
     pthread_cond_destroy(&p->room_cv);
     pthread_cond_destroy(&p->in_cv);
@@ -434,7 +460,13 @@ int plugin_pipe_send(PluginPipe* p,
   }
   size_t queued = p->out_bytes;
   if (!p->writer_started) {
-    if (pthread_create(&p->writer, NULL, writer_main, p) != 0) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (p->config.for_process_lifetime)
+      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int created = pthread_create(&p->writer, &attr, writer_main, p);
+    pthread_attr_destroy(&attr);
+    if (created != 0) {
       /* The message stays queued; the next send tries again. Without a
        * writer nothing would ever drain, so report it. */
       p->out_tail = NULL;

@@ -47,6 +47,9 @@ typedef struct PluginPipeConfig {
    * fallen to half the quota or below. May be NULL. */
   void (*over_quota)(size_t queued_bytes, void* user);
   void* user;
+  /* The pipe lives as long as the process (the module runtime's): its
+   * threads are detached and plugin_pipe_free must not be called. */
+  bool for_process_lifetime;
 } PluginPipeConfig;
 
 /* Takes `fd` (a connected IMC socket; closed on failure too) and starts the

@@ -249,7 +249,12 @@ TEST(PluginPipeRawTest, FramingErrorEndsAFramedPipeWithEproto) {
   int error = 0;
   EXPECT_EQ(-1, plugin_pipe_pop_wait(p, &m, &error, 5000, nullptr));
   EXPECT_EQ(EPROTO, error);
+  // The end is notified once (just after it becomes visible to pop).
+  for (int i = 0; i < 5000 && c.notified.load() == 0; i++)
+    usleep(1000);
   EXPECT_EQ(1, c.notified.load());
+  // The reader shut the socket: the sender learns instead of queueing.
+  EXPECT_EQ(-1, imc_test::Send(pair[1], "more"));
   plugin_pipe_free(p);
   close(pair[1]);
 }

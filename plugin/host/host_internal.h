@@ -93,7 +93,6 @@ void host_inbox_unref(HostInbox* inbox);
 size_t host_sandbox_filter(struct sock_filter* out, size_t cap);
 int host_sandbox_enter(const struct sock_filter* filter, size_t n);
 
-
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

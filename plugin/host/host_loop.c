@@ -30,7 +30,7 @@ PluginHost* plugin_host_new(const PluginHostOptions* options) {
                                 options->methods_user, &why, NULL);
   if (h->service == NULL)
     error = why != SRPC_SIGNATURE_OK ? EINVAL : ENOMEM;
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = h->wake_fd};
   if (h->wake_fd < 0 || h->epoll_fd < 0 || h->cancel == NULL ||
       h->service == NULL ||
       epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, h->wake_fd, &ev) != 0) {
@@ -54,12 +54,9 @@ PluginHost* plugin_host_new(const PluginHostOptions* options) {
 void plugin_host_free(PluginHost* h) {
   if (h == NULL)
     return;
-  while (h->head != NULL) {
-    HostTask* t = h->head;
-    h->head = t->next;
-    if (!t->embedded)
-      free(t);
-  }
+  /* Tasks still queued run now: some of them release what the layer
+   * holds for the embedder's objects. */
+  plugin_host_run_until_idle(h);
   while (h->watches != NULL) {
     HostWatch* w = h->watches;
     h->watches = w->next;
@@ -151,12 +148,19 @@ int plugin_host_run(PluginHost* h) {
       return PLUGIN_ERROR_SYSTEM;
     }
     for (int i = 0; i < n; i++) {
-      HostWatch* w = events[i].data.ptr;
-      if (w == NULL) {
+      int fd = events[i].data.fd;
+      if (fd == h->wake_fd) {
         drain_wake(h);
         plugin_host_run_pending(h);
-      } else {
-        w->cb(w->fd, events[i].events, w->user);
+        continue;
+      }
+      /* Looked up for each event: an earlier callback of this batch may
+       * have unwatched it. */
+      for (HostWatch* w = h->watches; w != NULL; w = w->next) {
+        if (w->fd == fd) {
+          w->cb(fd, events[i].events, w->user);
+          break;
+        }
       }
     }
   }
@@ -194,7 +198,7 @@ int plugin_host_watch_fd(PluginHost* h,
   w->fd = fd;
   w->cb = cb;
   w->user = user;
-  struct epoll_event ev = {.events = events, .data.ptr = w};
+  struct epoll_event ev = {.events = events, .data.fd = fd};
   if (epoll_ctl(h->epoll_fd, EPOLL_CTL_ADD, fd, &ev) != 0) {
     free(w);
     return PLUGIN_ERROR_SYSTEM;

@@ -181,6 +181,51 @@ TEST(PluginHostLoopTest, WatchedDescriptorsWakeTheLoop) {
   plugin_host_free(host);
 }
 
+struct Pair {
+  PluginHost* host;
+  int fds[2][2];
+  int calls = 0;
+};
+
+// Both descriptors are ready in the same batch; the first callback to run
+// unwatches and closes the other: the loop must not call it.
+TEST(PluginHostLoopTest, UnwatchingAnotherDescriptorInTheSameBatchIsSafe) {
+  PluginHost* host = plugin_host_new(nullptr);
+  Pair pair{host, {{-1, -1}, {-1, -1}}};
+  ASSERT_EQ(0, pipe2(pair.fds[0], O_CLOEXEC));
+  ASSERT_EQ(0, pipe2(pair.fds[1], O_CLOEXEC));
+  auto cb = [](int fd, uint32_t, void* u) {
+    Pair* p = static_cast<Pair*>(u);
+    p->calls++;
+    int other = fd == p->fds[0][0] ? p->fds[1][0] : p->fds[0][0];
+    plugin_host_unwatch_fd(p->host, other);
+    plugin_host_unwatch_fd(p->host, fd);
+    plugin_host_quit(p->host);
+  };
+  ASSERT_EQ(PLUGIN_OK,
+            plugin_host_watch_fd(host, pair.fds[0][0], EPOLLIN, cb, &pair));
+  ASSERT_EQ(PLUGIN_OK,
+            plugin_host_watch_fd(host, pair.fds[1][0], EPOLLIN, cb, &pair));
+  ASSERT_EQ(1, write(pair.fds[0][1], "x", 1));
+  ASSERT_EQ(1, write(pair.fds[1][1], "x", 1));
+  EXPECT_EQ(PLUGIN_OK, plugin_host_run(host));
+  EXPECT_EQ(1, pair.calls);
+  for (auto& f : pair.fds) {
+    close(f[0]);
+    close(f[1]);
+  }
+  plugin_host_free(host);
+}
+
+TEST(PluginHostLoopTest, FreeRunsTheTasksStillQueued) {
+  PluginHost* host = plugin_host_new(nullptr);
+  int ran = 0;
+  plugin_call_on_main_thread(
+      host, [](void* r) { (*static_cast<int*>(r))++; }, &ran);
+  plugin_host_free(host);
+  EXPECT_EQ(1, ran);
+}
+
 TEST(PluginHostLoopTest, BadMethodTableIsRefused) {
   SrpcMethod bad[] = {{"no colons", nullptr}};
   PluginHostOptions options = {};

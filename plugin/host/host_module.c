@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -127,8 +129,11 @@ static void module_over_quota(size_t queued, void* user) {
 static void* waiter_main(void* arg) {
   PluginModule* m = arg;
   int status = 0;
-  while (waitpid(m->pid, &status, 0) < 0 && errno == EINTR) {
+  pid_t r;
+  while ((r = waitpid(m->pid, &status, 0)) < 0 && errno == EINTR) {
   }
+  if (r < 0)
+    status = -1; /* reaped elsewhere (or SIGCHLD ignored): unknown */
   pthread_mutex_lock(&m->mu);
   m->exited = true;
   m->status = status;
@@ -316,8 +321,12 @@ static void child_exec(const PluginLaunchOptions* o,
     error = errno;
   } else if (syscall(SYS_close_range, PLUGIN_MODULE_BOUND_FD + 1, ~0u,
                      4u /* CLOSE_RANGE_CLOEXEC */) != 0) {
-    /* Older kernels: mark them one by one. */
-    for (int fd = PLUGIN_MODULE_BOUND_FD + 1; fd < 65536; fd++)
+    /* Older kernels: mark them one by one, up to the descriptor limit. */
+    struct rlimit lim;
+    int max = getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < INT32_MAX
+                  ? (int)lim.rlim_cur
+                  : 1 << 20;
+    for (int fd = PLUGIN_MODULE_BOUND_FD + 1; fd < max; fd++)
       fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
   if (error == 0 && o->before_exec != NULL)
@@ -374,7 +383,13 @@ static int spawn(PluginModule* m, const PluginLaunchOptions* o, int bound) {
     while ((n = read(report[0], &child_error, sizeof(child_error))) < 0 &&
            errno == EINTR) {
     }
-    if (n == (ssize_t)sizeof(child_error)) {
+    if (n != 0 && n != (ssize_t)sizeof(child_error)) {
+      /* A short or failed read: whether exec worked is unknown. */
+      kill(pid, SIGKILL);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+      error = n < 0 ? errno : EIO;
+    } else if (n == (ssize_t)sizeof(child_error)) {
       while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
       }
       error = child_error != 0 ? child_error : ECHILD;
@@ -437,6 +452,8 @@ static int from_connect_error(int error) {
     return PLUGIN_ERROR_START_TIMEOUT;
   if (error == EMFILE || error == ENFILE)
     return PLUGIN_ERROR_NO_DESCRIPTORS;
+  if (error == ENOMEM || error == ENOBUFS)
+    return PLUGIN_ERROR_NO_MEMORY;
   return PLUGIN_ERROR_HANDSHAKE; /* EPIPE: it closed or died */
 }
 
@@ -489,6 +506,13 @@ int plugin_module_launch(PluginHost* host,
     goto fail;
   }
   if (pthread_create(&m->waiter, NULL, waiter_main, m) != 0) {
+    /* Nobody would reap it: do it here. */
+    kill_module(m);
+    while (waitpid(m->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    pthread_mutex_lock(&m->mu);
+    m->exited = true;
+    pthread_mutex_unlock(&m->mu);
     result = PLUGIN_ERROR_NO_MEMORY;
     goto fail;
   }
@@ -702,6 +726,7 @@ int plugin_module_shutdown(PluginModule* m, int grace_ms, int* wait_status) {
   if (grace_ms < 0)
     grace_ms = 0;
   if (!wait_exit(m, 0)) {
+    struct timespec deadline = plugin_deadline_after(grace_ms);
     if (grace_ms > 0) {
       /* Not cancellable: a shutdown must not be skipped by a raised
        * flag. */
@@ -711,7 +736,7 @@ int plugin_module_shutdown(PluginModule* m, int grace_ms, int* wait_status) {
         srpc_invoke_args_opt(m->control.channel, (uint32_t)n, NULL, 0, NULL, 0,
                              &opt);
     }
-    if (!wait_exit(m, grace_ms)) {
+    if (!wait_exit(m, plugin_ms_left(&deadline))) {
       kill_module(m);
       wait_exit(m, -1);
     }

@@ -291,6 +291,50 @@ TEST_F(PluginModuleTest, ShutdownEndsTheModuleAndReapsIt) {
   EXPECT_EQ(SIGKILL, WTERMSIG(status));
 }
 
+// A host killed without any clean-up: its module notices the control
+// channel closing and ends, instead of living on without a host.
+TEST_F(PluginModuleTest, ModuleEndsWhenItsHostDies) {
+  int report[2];
+  ASSERT_EQ(0, pipe2(report, O_CLOEXEC));
+  std::string path = path_;
+  pid_t host = harness::ForkChild([&] {
+    PluginHost* h = plugin_host_new(nullptr);
+    const char* argv[] = {path.c_str(), nullptr};
+    PluginLaunchOptions o = {};
+    o.path = path.c_str();
+    o.argv = argv;
+    PluginModule* m = nullptr;
+    if (plugin_module_launch(h, &o, &m) != PLUGIN_OK)
+      return 1;
+    pid_t pid = plugin_module_pid(m);
+    if (write(report[1], &pid, sizeof(pid)) != sizeof(pid))
+      return 1;
+    raise(SIGKILL);
+    return 0;
+  });
+  close(report[1]);
+  pid_t module = 0;
+  ASSERT_EQ(static_cast<ssize_t>(sizeof(module)),
+            read(report[0], &module, sizeof(module)));
+  close(report[0]);
+  harness::WaitForChild(host, 5000);
+  // Gone, or a zombie waiting for init to reap it.
+  auto alive = [&] {
+    std::string stat = "/proc/" + std::to_string(module) + "/stat";
+    FILE* f = fopen(stat.c_str(), "re");
+    if (f == nullptr)
+      return false;
+    char state = 0;
+    int scanned = fscanf(f, "%*d %*s %c", &state);
+    fclose(f);
+    return scanned == 1 && state != 'Z' && state != 'X';
+  };
+  auto start = Clock::now();
+  while (alive() && MsSince(start) < 5000)
+    usleep(1000);
+  EXPECT_FALSE(alive());
+}
+
 TEST_F(PluginModuleTest, ModuleThatNeverAcceptsFailsLaunchAfterTheBound) {
   for (const char* mode : {"--never-accept", "--accept-once"}) {
     SCOPED_TRACE(mode);

@@ -3,9 +3,11 @@
  * them, calls their SRPC methods and serves its own.
  *
  * Threads: the host's "main thread" is the thread that created it. Every
- * callback of this header runs on the main thread, one at a time, in the
- * order its cause happened. Functions say from which threads they may be
- * called. docs/plugin.md is the guide. */
+ * callback of this header runs on the main thread, one at a time; the
+ * callbacks of one stream (one module's messages, one socket's messages)
+ * come in order, but different streams are not ordered with each other (a
+ * module's on_exit may come before its last messages). Functions say from
+ * which threads they may be called. docs/plugin.md is the guide. */
 
 #ifndef PLUGIN_HOST_PLUGIN_HOST_H_
 #define PLUGIN_HOST_PLUGIN_HOST_H_
@@ -46,7 +48,7 @@ typedef struct PluginHostOptions {
 PLUGIN_EXPORT PluginHost* plugin_host_new(const PluginHostOptions* options);
 
 /* Main thread. Every module and socket must have been freed. Tasks still
- * queued are dropped without running. */
+ * queued run first (their callbacks included). */
 PLUGIN_EXPORT void plugin_host_free(PluginHost* host);
 
 /* ---- Main-thread calls ---------------------------------------------- */
@@ -83,11 +85,14 @@ PLUGIN_EXPORT int plugin_host_unwatch_fd(PluginHost* host, int fd);
 
 /* ---- Cancelling synchronous waits (the renderer's "stop script") ------ */
 
-/* Any thread: ends the synchronous wait in progress on the main thread
- * (plugin_module_wait_message, plugin_module_call) with
- * PLUGIN_ERROR_CANCELLED / SRPC_RESULT_CANCELLED, promptly. The flag stays
- * raised, failing every later wait at once, until plugin_host_reset_cancel
- * (main thread) lowers it. */
+/* Any thread: raises the host's cancel flag, which ends promptly every
+ * synchronous wait of the layer in progress, on any thread
+ * (plugin_module_wait_message, plugin_module_call, the start-up of
+ * plugin_module_launch, plugin_module_give_address), with
+ * PLUGIN_ERROR_CANCELLED / SRPC_RESULT_CANCELLED. The flag stays raised,
+ * failing those waits at once (a message already queued is still
+ * returned by plugin_module_wait_message), until plugin_host_reset_cancel
+ * lowers it. */
 PLUGIN_EXPORT void plugin_host_cancel_waits(PluginHost* host);
 PLUGIN_EXPORT void plugin_host_reset_cancel(PluginHost* host);
 
@@ -143,7 +148,9 @@ typedef struct PluginModuleCallbacks {
                      PluginMessage* msg,
                      int error,
                      void* user);
-  /* Once: the process ended; `wait_status` as waitpid gives it. */
+  /* Once: the process ended; `wait_status` as waitpid gives it, or -1 if
+   * it could not be collected (the embedder reaped the child itself, or
+   * SIGCHLD is ignored). */
   void (*on_exit)(PluginModule* module, int wait_status, void* user);
   /* The module's log lines (text NUL-terminated, at most
    * PLUGIN_MAX_LOG_BYTES). */
@@ -158,7 +165,7 @@ typedef struct PluginLaunchOptions {
   const char* path;         /* the program, executed as is (no PATH) */
   const char* const* argv;  /* NULL-terminated; NULL: { path } */
   const char* const* envp;  /* NULL: the host's environment */
-  int start_timeout_ms;     /* for the module to accept; 0: 10000 */
+  int start_timeout_ms;     /* the whole start-up; <= 0: 10000 */
   size_t max_message_bytes; /* 0: PLUGIN_DEFAULT_MAX_MESSAGE_BYTES */
   /* Nonzero: the module runs in the sandbox (docs/broker.md): from its
    * first instruction, opening a file by name, changing the file system
@@ -184,8 +191,10 @@ typedef struct PluginLaunchOptions {
  * Returns PLUGIN_OK and *out, or: PLUGIN_ERROR_SPAWN (errno: why exec
  * failed), _START_TIMEOUT (the module did not accept in time: it is
  * killed), _HANDSHAKE (it answered start-up wrongly or died during it),
- * _INVALID_ARGUMENT, _NO_MEMORY, _NO_DESCRIPTORS, _CANCELLED. On failure
- * no process, thread or descriptor is left. */
+ * _INVALID_ARGUMENT, _NO_MEMORY, _NO_DESCRIPTORS, _CANCELLED,
+ * _WRONG_THREAD, _SYSTEM (errno). PLUGIN_ERROR_SPAWN's errno may also come
+ * from fork or from before_exec. On failure no process, thread or
+ * descriptor is left. */
 PLUGIN_EXPORT int plugin_module_launch(PluginHost* host,
                                        const PluginLaunchOptions* options,
                                        PluginModule** out);
@@ -246,8 +255,8 @@ PLUGIN_EXPORT int plugin_module_give_address(PluginModule* to,
                                              const char* name,
                                              PluginModule* of);
 
-/* Main thread. Asks the module to shut down, waits up to `grace_ms` for it
- * to exit, then kills it (SIGKILL); reaps it in every case. *wait_status
+/* Main thread. Asks the module to shut down, waits up to `grace_ms` in all
+ * for it to exit, then kills it (SIGKILL); reaps it in every case. *wait_status
  * (may be NULL) gets its status. Returns PLUGIN_OK. on_exit still runs
  * (as a task) unless the module is freed first. */
 PLUGIN_EXPORT int plugin_module_shutdown(PluginModule* module,

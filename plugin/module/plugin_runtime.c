@@ -70,12 +70,22 @@ static void* serve_main(void* arg) {
   return NULL;
 }
 
-static bool serve_detached(SrpcChannel* ch) {
+/* The control channel's loop: when it ends the host is gone (or cut the
+ * module off), and the module ends too, as a module without its host has
+ * nobody to serve. */
+static void* control_main(void* arg) {
+  srpc_channel_serve(arg);
+  if (rt.config.on_shutdown != NULL)
+    rt.config.on_shutdown(rt.config.shutdown_user);
+  _exit(0);
+}
+
+static bool start_detached(void* (*fn)(void*), SrpcChannel* ch) {
   pthread_t t;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  bool ok = pthread_create(&t, &attr, serve_main, ch) == 0;
+  bool ok = pthread_create(&t, &attr, fn, ch) == 0;
   pthread_attr_destroy(&attr);
   return ok;
 }
@@ -87,8 +97,10 @@ static void* message_main(void* arg) {
   for (;;) {
     PluginMessage m;
     int r = plugin_pipe_pop_wait(pipe, &m, NULL, -1, NULL);
-    if (r != 1)
+    if (r != 1) {
+      rt.config.on_message(NULL, rt.config.message_user); /* the end */
       return NULL;
+    }
     rt.config.on_message(&m, rt.config.message_user);
     plugin_message_free(&m);
   }
@@ -110,8 +122,12 @@ static void control_start(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
     srpc_rpc_complete(rpc, SRPC_RESULT_APP_ERROR);
     return;
   }
-  PluginPipeConfig config = {PLUGIN_PIPE_FRAMED, rt.config.max_message_bytes,
-                             NULL, over_quota, NULL};
+  PluginPipeConfig config = {PLUGIN_PIPE_FRAMED,
+                             rt.config.max_message_bytes,
+                             NULL,
+                             over_quota,
+                             NULL,
+                             true};
   PluginPipe* pipe = plugin_pipe_new(in[0].u.hval, &config);
   in[0].u.hval = -1; /* the pipe has it (closed if that failed) */
   pthread_t t;
@@ -123,13 +139,14 @@ static void control_start(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
                        pthread_create(&t, &attr, message_main, pipe) == 0);
   pthread_attr_destroy(&attr);
   if (!ok) {
+    /* A pipe for the process's lifetime is never freed; the host fails the
+     * launch on this answer and ends the process. */
     pthread_mutex_unlock(&rt.mu);
-    plugin_pipe_free(pipe);
     srpc_rpc_complete(rpc, SRPC_RESULT_NO_MEMORY);
     return;
   }
-  plugin_pipe_set_quota(pipe, rt.quota);
-  /* What was posted before start goes first, in order. */
+  /* What was posted before start goes first, in order (with no quota
+   * yet: its notification was given when it was posted). */
   while (rt.pending_head != NULL) {
     PendingPost* p = rt.pending_head;
     rt.pending_head = p->next;
@@ -144,6 +161,7 @@ static void control_start(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   }
   rt.pending_tail = NULL;
   rt.pending_bytes = 0;
+  plugin_pipe_set_quota(pipe, rt.quota);
   rt.pipe = pipe;
   rt.started = true;
   pthread_cond_broadcast(&rt.cv);
@@ -165,12 +183,14 @@ static void control_shutdown(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
 static void control_address(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   (void)out;
   (void)u;
+  if (in[0].count > PLUGIN_MAX_ADDRESS_NAME) {
+    srpc_rpc_complete(rpc, SRPC_RESULT_APP_ERROR);
+    return;
+  }
   NamedAddress* a = calloc(1, sizeof(*a));
-  if (a == NULL || in[0].count > PLUGIN_MAX_ADDRESS_NAME ||
-      (a->name = strdup(in[0].u.str)) == NULL) {
+  if (a == NULL || (a->name = strdup(in[0].u.str)) == NULL) {
     free(a);
-    srpc_rpc_complete(
-        rpc, a == NULL ? SRPC_RESULT_NO_MEMORY : SRPC_RESULT_APP_ERROR);
+    srpc_rpc_complete(rpc, SRPC_RESULT_NO_MEMORY);
     return;
   }
   a->fd = in[1].u.hval;
@@ -217,7 +237,7 @@ static void* accept_main(void* arg) {
     SrpcChannel* ch =
         srpc_channel_new(fd, n == 0 ? rt.control_service : rt.service,
                          n == 0 ? 0 : rt.config.max_message_bytes);
-    if (ch == NULL || !serve_detached(ch)) {
+    if (ch == NULL || !start_detached(n == 0 ? control_main : serve_main, ch)) {
       srpc_channel_free(ch);
       if (n < 2)
         _exit(70); /* cannot serve the host at all */
@@ -263,17 +283,17 @@ int plugin_runtime_init(const PluginRuntimeConfig* config) {
   fcntl(bound, F_SETFD, FD_CLOEXEC);
   plugin_cond_init(&rt.cv);
   rt.control_service = srpc_service_new(kControl, 4, NULL, NULL, NULL);
+  SrpcSignatureError why = SRPC_SIGNATURE_OK;
   rt.service = srpc_service_new(config->methods, config->num_methods,
-                                config->methods_user, NULL, NULL);
+                                config->methods_user, &why, NULL);
   pthread_t t;
   pthread_attr_t tattr;
   pthread_attr_init(&tattr);
   pthread_attr_setdetachstate(&tattr, PTHREAD_CREATE_DETACHED);
   int result = PLUGIN_OK;
   if (rt.service == NULL || rt.control_service == NULL) {
-    result = rt.service == NULL && config->num_methods > 0
-                 ? PLUGIN_ERROR_INVALID_ARGUMENT
-                 : PLUGIN_ERROR_NO_MEMORY;
+    result = why != SRPC_SIGNATURE_OK ? PLUGIN_ERROR_INVALID_ARGUMENT
+                                      : PLUGIN_ERROR_NO_MEMORY;
   } else if (pthread_create(&t, &tattr, accept_main, NULL) != 0) {
     result = PLUGIN_ERROR_NO_MEMORY;
   }
@@ -460,7 +480,7 @@ SrpcChannel* plugin_runtime_open_channel(void) {
     return NULL;
   SrpcChannel* ch =
       srpc_channel_new(out.u.hval, rt.service, rt.config.max_message_bytes);
-  if (ch != NULL && !serve_detached(ch)) {
+  if (ch != NULL && !start_detached(serve_main, ch)) {
     srpc_channel_free(ch);
     ch = NULL;
   }
@@ -504,7 +524,7 @@ SrpcChannel* plugin_runtime_connect(int address, int timeout_ms) {
     return NULL;
   SrpcChannel* ch =
       srpc_channel_new(fd, rt.service, rt.config.max_message_bytes);
-  if (ch != NULL && !serve_detached(ch)) {
+  if (ch != NULL && !start_detached(serve_main, ch)) {
     srpc_channel_free(ch);
     errno = EAGAIN;
     return NULL;

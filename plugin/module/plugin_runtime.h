@@ -27,19 +27,23 @@ typedef struct PluginRuntimeConfig {
   size_t num_methods;
   void* methods_user;
   /* Messages from the host: called on one runtime thread, in order (the
-   * handler owns *msg as PluginSocketCallback's does). NULL: messages wait
-   * for plugin_runtime_receive. */
+   * handler owns *msg as PluginSocketCallback's does), and once with msg
+   * NULL when the message channel ends. NULL: messages wait for
+   * plugin_runtime_receive. */
   void (*on_message)(PluginMessage* msg, void* user);
   void* message_user;
-  /* When the host asks for shutdown: the last chance to flush; the process
-   * then ends with _exit(0). May be NULL. */
+  /* When the host asks for shutdown, or goes away (its control channel
+   * closes): the last chance to flush; the process then ends with
+   * _exit(0), dropping messages not yet sent. May be NULL. */
   void (*on_shutdown)(void* user);
   void* shutdown_user;
-  /* The bytes queued for the host passed the quota (plugin_runtime_set
-   * _quota). Called on the posting thread. May be NULL. */
+  /* The bytes queued for the host passed the quota (see
+   * plugin_runtime_set_quota); again only after they fell to half of it.
+   * Called on the posting thread; it must not block. May be NULL. */
   void (*on_quota)(size_t queued_bytes, void* user);
   void* quota_user;
-  /* Bound on one message from the host; 0: the default. */
+  /* Bound on one message, both ways, and on one SRPC message on the
+   * service channels; 0: the defaults. */
   size_t max_message_bytes;
 } PluginRuntimeConfig;
 
@@ -83,7 +87,8 @@ PLUGIN_EXPORT int plugin_runtime_log(int level, const char* text);
 
 /* Waits up to `timeout_ms` for the host to give this module a
  * SocketAddress named `name` (plugin_module_give_address) and returns a
- * descriptor for it (the caller's), or -1 (errno ETIMEDOUT, ENOMEM). */
+ * descriptor for it (the caller's), or -1 (errno ETIMEDOUT; EINVAL
+ * before init; EMFILE). */
 PLUGIN_EXPORT int plugin_runtime_wait_address(const char* name, int timeout_ms);
 
 /* Connects to another module's SocketAddress and returns a channel to its

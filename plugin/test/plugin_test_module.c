@@ -259,6 +259,8 @@ static const SrpcMethod kMethods[] = {
 
 static void echo_message(PluginMessage* m, void* u) {
   (void)u;
+  if (m == NULL)
+    return; /* the host's message channel ended */
   plugin_runtime_post(m->data, m->len, m->fds, m->num_fds);
 }
 
