@@ -13,7 +13,10 @@
 //    hops.
 //  - launch to first call (launch, one call, shutdown); against starting
 //    and reaping the same program with no protocol at all.
+//  - brokered open+close of a file (the host's main thread serving, this
+//    thread as the module) against a direct open+close.
 
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -22,6 +25,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <string>
@@ -29,6 +33,8 @@
 #include <vector>
 
 #include "imc/imc.h"
+#include "plugin/broker/broker.h"
+#include "plugin/broker/broker_client.h"
 #include "plugin/host/plugin_host.h"
 #include "testing/perf/perf.h"
 
@@ -304,5 +310,65 @@ int main(int argc, char** argv) {
   plugin_module_free(echo);
   plugin_host_run_until_idle(host);
   plugin_host_free(host);
+
+  // The broker: served by a host whose main thread is `server`; the client
+  // is this thread, as a module thread would be.
+  char dir[] = "/tmp/plugin_perf_XXXXXX";
+  if (mkdtemp(dir) == nullptr)
+    return 1;
+  std::string file = std::string(dir) + "/f";
+  close(open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  std::mutex mu;
+  std::condition_variable cv;
+  PluginHost* broker_host = nullptr;
+  int broker = -1;
+  std::thread server([&] {
+    PluginHost* h = plugin_host_new(nullptr);
+    BrokerPolicy* policy = broker_policy_new();
+    broker_policy_allow(policy, dir, BROKER_ALLOW_READ | BROKER_RECURSIVE);
+    BrokerServer* s = nullptr;
+    int fd = broker_serve(h, policy, nullptr, nullptr, &s);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      broker_host = h;
+      broker = fd;
+      cv.notify_all();
+    }
+    plugin_host_run(h);
+    broker_server_free(s);
+    plugin_host_free(h);
+    broker_policy_free(policy);
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return broker_host != nullptr; });
+  }
+  perf::PrintHeader("direct", "brokered");
+  perf::Print(
+      perf::Compare(
+          "open+close, broker on the main thread",
+          [&] { close(open(file.c_str(), O_RDONLY | O_CLOEXEC)); },
+          [&] { close(broker_open_at(broker, file.c_str(), O_RDONLY, 0)); },
+          20000 / scale, reps),
+      csv);
+  close(broker);
+  plugin_host_quit(broker_host);
+  server.join();
+  BrokerPolicy* policy = broker_policy_new();
+  broker_policy_allow(policy, dir, BROKER_ALLOW_READ | BROKER_RECURSIVE);
+  BrokerServer* threaded = nullptr;
+  broker = broker_serve_on_thread(policy, nullptr, nullptr, &threaded);
+  perf::Print(
+      perf::Compare(
+          "open+close, broker on its own thread",
+          [&] { close(open(file.c_str(), O_RDONLY | O_CLOEXEC)); },
+          [&] { close(broker_open_at(broker, file.c_str(), O_RDONLY, 0)); },
+          20000 / scale, reps),
+      csv);
+  close(broker);
+  broker_server_free(threaded);
+  broker_policy_free(policy);
+  unlink(file.c_str());
+  rmdir(dir);
   return 0;
 }

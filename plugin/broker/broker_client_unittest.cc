@@ -232,6 +232,48 @@ TEST(BrokerClientHostTest, NonsenseRepliesGiveEprotoAndLeakNothing) {
   EXPECT_EQ(before, harness::CountOpenDescriptors());
 }
 
+TEST(BrokerClientHostTest, ServedOnAThreadOfItsOwn) {
+  size_t before = harness::CountOpenDescriptors();
+  BrokerPolicy* policy = broker_policy_new();
+  ASSERT_EQ(0, broker_policy_allow(policy, "/etc/hostname", BROKER_ALLOW_READ));
+  std::atomic<int> logged{0};
+  BrokerServer* server = nullptr;
+  int fd = broker_serve_on_thread(
+      policy,
+      [](const BrokerDecision*, void* u) {
+        (*static_cast<std::atomic<int>*>(u))++;
+      },
+      &logged, &server);
+  ASSERT_GE(fd, 0);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; t++) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 100; i++) {
+        int f = broker_open_at(fd, "/etc/hostname", O_RDONLY, 0);
+        if (f < 0)
+          failures++;
+        else
+          close(f);
+      }
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  EXPECT_EQ(0, failures.load());
+  errno = 0;
+  EXPECT_EQ(-1, broker_open_at(fd, "/etc/passwd", O_RDONLY, 0));
+  EXPECT_EQ(EACCES, errno);
+  EXPECT_EQ(401u, broker_server_requests(server));
+  broker_server_free(server);  // joins the thread: every log call is done
+  EXPECT_EQ(401, logged.load());
+  EXPECT_EQ(-1, broker_open_at(fd, "/etc/hostname", O_RDONLY, 0));
+  EXPECT_EQ(EPIPE, errno);
+  close(fd);
+  broker_policy_free(policy);
+  EXPECT_EQ(before, harness::CountOpenDescriptors());
+}
+
 TEST(BrokerClientHostTest, PathsTooLongOrNullAreRefusedLocally) {
   std::string huge = "/" + std::string(5000, 'a');
   errno = 0;
