@@ -29,6 +29,6 @@ It tries: a file inside, /etc/passwd, a symlink leading out, a ".." path,
 and a direct open() of its own.
 
 TEXT
-exec out/release/demo_host --allow-read "$dir/public" --sandbox -- demo_cat \
+out/release/demo_host --allow-read "$dir/public" --sandbox -- demo_cat \
   "$dir/public/hello.txt" /etc/passwd "$dir/public/escape" \
   "$dir/public/../secret.txt" --direct "$dir/public/hello.txt"

@@ -19,11 +19,15 @@
 extern "C" {
 #endif
 
-/* What a rule allows. READ: open for reading, stat, access(R_OK). WRITE:
- * open for writing (O_WRONLY, O_RDWR, O_TRUNC, O_APPEND), access(W_OK).
- * CREATE: O_CREAT (with WRITE). RECURSIVE: the path is a directory and the
- * rule covers everything beneath it; without it the rule covers exactly
- * that one file. */
+/* What a rule allows. READ: open for reading, access(R_OK). WRITE: open
+ * for writing (O_WRONLY, O_RDWR, O_TRUNC, O_APPEND), access(W_OK). Either
+ * allows stat and access(F_OK). CREATE: O_CREAT (with WRITE). RECURSIVE:
+ * the path is a directory and the rule covers everything beneath it;
+ * without it the rule covers exactly that one file (which CREATE may
+ * create). The longest rule covering a path decides; a longer rule can add
+ * permissions beneath a directory, but cannot take any away: a symbolic
+ * link inside the outer tree reaches below with the outer rule's. Only
+ * regular files and directories are ever opened. */
 enum {
   BROKER_ALLOW_READ = 1u << 0,
   BROKER_ALLOW_WRITE = 1u << 1,
@@ -36,12 +40,14 @@ typedef struct BrokerPolicy BrokerPolicy;
 PLUGIN_EXPORT BrokerPolicy* broker_policy_new(void);
 PLUGIN_EXPORT void broker_policy_free(BrokerPolicy* policy);
 
-/* Adds a rule. `path` must be absolute and plain: no "." or ".."
- * component, no empty component, no trailing "/" (except "/" itself). The
- * directory (RECURSIVE) or the file's directory is opened now, so the rule
- * keeps meaning the same directory even if the name is later moved.
- * Returns 0, or EINVAL (a path that is not plain, unknown bits, CREATE
- * without WRITE), or the errno of opening the directory. */
+/* Adds a rule; add them all before serving (the policy is not locked).
+ * `path` must be absolute and plain: no "." or ".." component, no empty
+ * component, no trailing "/" (except "/" itself). The directory
+ * (RECURSIVE) or the file's directory is opened now, so the rule keeps
+ * meaning the same directory even if the name is later moved. Returns 0,
+ * or EINVAL (a path that is not plain, unknown bits, CREATE without
+ * WRITE), EEXIST (a rule for that path exists), or the errno of opening
+ * the directory. */
 PLUGIN_EXPORT int broker_policy_allow(BrokerPolicy* policy,
                                       const char* path,
                                       unsigned permissions);
@@ -58,7 +64,8 @@ typedef struct BrokerDecision {
   int op;          /* BROKER_DECISION_*; 0: a request that did not decode */
   char path[4096]; /* as requested (cut if longer) */
   uint32_t flags;
-  int result;         /* >= 0 (a descriptor for open, else 0), or -errno */
+  int result;         /* >= 0 (for open, the descriptor's number, closed by the
+                        server by the time a log sees it), or -errno */
   const char* reason; /* a short English explanation */
 } BrokerDecision;
 
@@ -122,8 +129,9 @@ PLUGIN_EXPORT int broker_serve_on_thread(const BrokerPolicy* policy,
  * frees: on the main thread for broker_serve, any thread otherwise. */
 PLUGIN_EXPORT void broker_server_free(BrokerServer* server);
 
-/* Requests served, and requests refused as malformed (no reply socket,
- * undecodable): counters for the embedder. */
+/* Requests decoded and answered, and messages refused as malformed (no
+ * reply socket, or undecodable: those get -EPROTO if they had a reply
+ * socket): two disjoint counters for the embedder. */
 PLUGIN_EXPORT uint64_t broker_server_requests(const BrokerServer* server);
 PLUGIN_EXPORT uint64_t broker_server_malformed(const BrokerServer* server);
 

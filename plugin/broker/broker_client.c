@@ -53,6 +53,8 @@ static int round_trip(int broker,
   *fd = -1;
   if (path == NULL)
     return -EFAULT;
+  if (path[0] == '\0')
+    return -ENOENT; /* as open("") */
   char abs[PATH_MAX];
   size_t len = absolute(path, abs, sizeof(abs));
   if (len == 0)

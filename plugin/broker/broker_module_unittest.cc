@@ -202,6 +202,27 @@ TEST_P(BrokerModuleTest, TheSandboxRefusesDirectAccess) {
   EXPECT_EQ(0, Read(dir_ + "/ro/hello.txt"));
 }
 
+TEST_P(BrokerModuleTest, TheSandboxClosesTheOtherRoadsOut) {
+  int32_t r[9];
+  std::vector<SrpcArg> out = {Out(SRPC_TYPE_INT_ARRAY)};
+  out[0].u.iarr = r;
+  out[0].count = 9;
+  ASSERT_EQ(SRPC_RESULT_OK, Call("probe", {}, &out));
+  ASSERT_EQ(9u, out[0].count);
+  bool sandboxed = GetParam();
+  EXPECT_EQ(sandboxed ? EACCES : 0, r[0]) << "datagram socket pair";
+  EXPECT_EQ(0, r[1]) << "IMC socket pair";
+  EXPECT_EQ(sandboxed ? EACCES : 0, r[2]) << "signal to the host";
+  EXPECT_EQ(0, r[3]) << "signal to itself";
+  EXPECT_EQ(0, r[4]) << "a thread";
+  if (sandboxed) {
+    EXPECT_EQ(EACCES, r[5]) << "new user namespace";
+    EXPECT_EQ(ENOSYS, r[6]) << "unknown system call";
+    EXPECT_EQ(EACCES, r[7]) << "pidfd_open";
+    EXPECT_EQ(EACCES, r[8]) << "mkdir by name";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(SandboxedAndNot,
                          BrokerModuleTest,
                          ::testing::Bool(),

@@ -105,6 +105,13 @@ int broker_policy_allow(BrokerPolicy* p, const char* path, unsigned perms) {
     free(r.path);
     return error;
   }
+  for (size_t i = 0; i < p->count; i++) {
+    if (strcmp(p->rules[i].path, path) == 0) {
+      close(r.dirfd);
+      free(r.path);
+      return EEXIST; /* one rule per path: no silent precedence */
+    }
+  }
   BrokerRule* rules = realloc(p->rules, (p->count + 1) * sizeof(*rules));
   if (rules == NULL) {
     close(r.dirfd);
@@ -173,6 +180,7 @@ static int decide(BrokerDecision* d, int result, const char* reason) {
  * NULL with *error and *reason set. */
 static const BrokerRule* check_path(const BrokerPolicy* p,
                                     const char* path,
+                                    char normalized[BROKER_MAX_PATH + 2],
                                     const char** rel,
                                     int* error,
                                     const char** reason) {
@@ -198,7 +206,31 @@ static const BrokerRule* check_path(const BrokerPolicy* p,
       return NULL;
     }
   }
-  const BrokerRule* r = find_rule(p, path, len, rel);
+  /* Rules are matched against the path with "." and empty components
+   * removed, so that "pub/./sub" and "pub//sub" meet the rule for
+   * "pub/sub" as "pub/sub" does. */
+  char* norm = normalized;
+  size_t n = 0;
+  for (const char* c = path; c < end;) {
+    while (c < end && *c == '/')
+      c++;
+    const char* next = memchr(c, '/', (size_t)(end - c));
+    size_t part = (size_t)((next != NULL ? next : end) - c);
+    if (part == 0 || (part == 1 && c[0] == '.')) {
+      c += part;
+      continue;
+    }
+    norm[n++] = '/';
+    memcpy(norm + n, c, part);
+    n += part;
+    c += part;
+  }
+  if (n == 0)
+    norm[n++] = '/';
+  else if (end[-1] == '/')
+    norm[n++] = '/'; /* "dir/" must still name a directory */
+  norm[n] = '\0';
+  const BrokerRule* r = find_rule(p, norm, n, rel);
   if (r == NULL) {
     *error = EACCES;
     *reason = "no rule covers the path";
@@ -219,13 +251,40 @@ static int open_beneath(const BrokerRule* r,
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
   if (r->leaf != NULL)
     how.resolve |= RESOLVE_NO_SYMLINKS;
-  for (;;) {
+  /* EAGAIN: a rename or mount raced with the resolution (retry a few
+   * times), or a lease is held (give up rather than wait). */
+  for (int tries = 0;; tries++) {
     long fd = syscall(SYS_openat2, r->dirfd, rel, &how, sizeof(how));
     if (fd >= 0)
       return (int)fd;
-    if (errno != EINTR && errno != EAGAIN)
+    if (errno != EINTR && (errno != EAGAIN || tries >= 3))
       return -errno;
   }
+}
+
+/* Opens for the module: never blocks the thread serving it (a FIFO, a
+ * device, a lease), and yields only regular files and directories. */
+static int open_for_module(const BrokerRule* r,
+                           const char* rel,
+                           int flags,
+                           mode_t mode,
+                           const char** reason) {
+  int fd = open_beneath(r, rel, (uint64_t)flags | O_NONBLOCK,
+                        (flags & O_CREAT) ? (uint64_t)(mode & 0777) : 0);
+  if (fd < 0)
+    return fd;
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+    close(fd);
+    *reason = "not a regular file or a directory";
+    return -EACCES;
+  }
+  if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    int error = errno;
+    close(fd);
+    return -error;
+  }
+  return fd;
 }
 
 /* Resolution errors that mean "this would leave what the rule allows":
@@ -244,7 +303,8 @@ int broker_policy_open(const BrokerPolicy* p,
   const char* rel = NULL;
   int error = 0;
   const char* reason = NULL;
-  const BrokerRule* r = check_path(p, path, &rel, &error, &reason);
+  char normalized[BROKER_MAX_PATH + 2];
+  const BrokerRule* r = check_path(p, path, normalized, &rel, &error, &reason);
   if (r == NULL)
     return decide(d, -error, reason);
   if (flags & ~ALLOWED_OPEN_FLAGS)
@@ -260,10 +320,12 @@ int broker_policy_open(const BrokerPolicy* p,
     return decide(d, -EACCES, "writing not allowed there");
   if ((flags & O_CREAT) && !(r->permissions & BROKER_ALLOW_CREATE))
     return decide(d, -EACCES, "creating not allowed there");
-  int fd = open_beneath(r, rel, (uint64_t)flags,
-                        (flags & O_CREAT) ? (uint64_t)(mode & 0777) : 0);
+  const char* why = NULL;
+  int fd = open_for_module(r, rel, flags, mode, &why);
   if (fd >= 0)
     return decide(d, fd, "allowed");
+  if (why != NULL)
+    return decide(d, fd, why);
   if (escaped(r, -fd))
     return decide(d, -EACCES, "resolution would leave the allowed tree");
   return decide(d, fd, "allowed, but the open failed");
@@ -278,7 +340,8 @@ int broker_policy_stat(const BrokerPolicy* p,
   const char* rel = NULL;
   int error = 0;
   const char* reason = NULL;
-  const BrokerRule* r = check_path(p, path, &rel, &error, &reason);
+  char normalized[BROKER_MAX_PATH + 2];
+  const BrokerRule* r = check_path(p, path, normalized, &rel, &error, &reason);
   if (r == NULL)
     return decide(d, -error, reason);
   if (flags & ~AT_SYMLINK_NOFOLLOW)
@@ -305,7 +368,8 @@ int broker_policy_access(const BrokerPolicy* p,
   const char* rel = NULL;
   int error = 0;
   const char* reason = NULL;
-  const BrokerRule* r = check_path(p, path, &rel, &error, &reason);
+  char normalized[BROKER_MAX_PATH + 2];
+  const BrokerRule* r = check_path(p, path, normalized, &rel, &error, &reason);
   if (r == NULL)
     return decide(d, -error, reason);
   if (amode & ~(R_OK | W_OK | X_OK))

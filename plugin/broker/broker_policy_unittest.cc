@@ -228,6 +228,27 @@ TEST_F(BrokerPolicyTest, TheLongestRuleDecides) {
                    BROKER_ALLOW_READ | BROKER_ALLOW_WRITE | BROKER_RECURSIVE));
   EXPECT_EQ(0, Open(P("pub/sub/b.txt"), O_RDWR, nullptr));
   EXPECT_EQ(-EACCES, Open(P("pub/a.txt"), O_RDWR, nullptr));
+  // Spelled with "." or "//", the path meets the same rule.
+  EXPECT_EQ(0, Open(P("pub/./sub/b.txt"), O_RDWR, nullptr));
+  EXPECT_EQ(0, Open(P("pub//sub/b.txt"), O_RDWR, nullptr));
+  // One rule per path.
+  EXPECT_EQ(EEXIST, broker_policy_allow(policy_, P("pub/sub").c_str(),
+                                        BROKER_ALLOW_READ | BROKER_RECURSIVE));
+}
+
+// A FIFO (or a device) would block the thread serving every module: it is
+// refused without waiting.
+TEST_F(BrokerPolicyTest, OnlyRegularFilesAndDirectoriesAreOpened) {
+  ASSERT_EQ(0, mkfifo(P("pub/fifo").c_str(), 0644));
+  EXPECT_EQ(-EACCES, Open(P("pub/fifo"), O_RDONLY, nullptr));
+  ASSERT_EQ(0, broker_policy_allow(policy_, "/dev/null", BROKER_ALLOW_READ));
+  EXPECT_EQ(-EACCES, Open("/dev/null", O_RDONLY, nullptr));
+  // O_NONBLOCK is the caller's choice, not a leftover.
+  BrokerDecision d;
+  int fd = broker_policy_open(policy_, P("pub/a.txt").c_str(), O_RDONLY, 0, &d);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(0, fcntl(fd, F_GETFL) & O_NONBLOCK);
+  close(fd);
 }
 
 TEST_F(BrokerPolicyTest, MovingTheDirectoryAfterwardsDoesNotMoveTheRule) {

@@ -50,13 +50,11 @@ static void handle(BrokerServer* s,
     atomic_fetch_add(&s->malformed, 1);
     return;
   }
-  atomic_fetch_add(&s->requests, 1);
   uint8_t reply[BROKER_REPLY_MAX_BYTES];
   int fd = -1;
   BrokerDecision d;
   size_t n = broker_handle_request(s->policy, data, len, reply, &fd, &d);
-  if (d.op == 0)
-    atomic_fetch_add(&s->malformed, 1);
+  atomic_fetch_add(d.op == 0 ? &s->malformed : &s->requests, 1);
   struct NaClImcMsgIoVec iov = {reply, n};
   struct NaClImcMsgHdr hdr = {&iov, 1, &fd, fd >= 0 ? 1u : 0u, 0};
   /* Never wait: the reply socket is fresh and empty unless the client
@@ -72,12 +70,17 @@ static void on_request(PluginSocket* socket,
                        PluginMessage* m,
                        int error,
                        void* user) {
-  (void)socket;
   (void)error;
-  if (m == NULL)
-    return; /* the module closed its end: nothing more will come */
+  BrokerServer* s = user;
+  if (m == NULL) {
+    /* The end (the module closed, or a read failed): close ours too, so
+     * that requests still queued in the kernel fail at once. */
+    plugin_socket_close(socket);
+    s->socket = NULL;
+    return;
+  }
   /* The message, and its descriptors, are freed for us afterwards. */
-  handle(user, m->data, m->len, m->fds, m->num_fds);
+  handle(s, m->data, m->len, m->fds, m->num_fds);
 }
 
 static void* serve_thread(void* arg) {
@@ -94,8 +97,10 @@ static void* serve_thread(void* arg) {
       atomic_fetch_add(&s->malformed, 1);
       continue;
     }
-    if (n < 0 || (n == 0 && hdr.desc_length == 0 && hdr.flags == 0))
+    if (n < 0 || (n == 0 && hdr.desc_length == 0 && hdr.flags == 0)) {
+      shutdown(s->fd, SHUT_RDWR); /* queued requests fail at once */
       return NULL;
+    }
     if (hdr.flags & (RECVMSG_DATA_TRUNCATED | RECVMSG_DESC_TRUNCATED))
       atomic_fetch_add(&s->malformed, 1);
     else
@@ -173,8 +178,9 @@ int broker_serve(PluginHost* host,
 void broker_server_free(BrokerServer* s) {
   if (s == NULL)
     return;
-  if (s->socket != NULL) {
-    plugin_socket_close(s->socket);
+  if (s->fd < 0) {
+    if (s->socket != NULL) /* not already closed at its end */
+      plugin_socket_close(s->socket);
   } else {
     shutdown(s->fd, SHUT_RDWR); /* ends the thread's receive */
     pthread_join(s->thread, NULL);

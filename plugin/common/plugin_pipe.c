@@ -59,6 +59,7 @@ struct PluginPipe {
   InItem* in_tail;
   size_t in_bytes;
   size_t in_count;
+  size_t in_fds;
   bool armed;
   bool closed; /* the reader has ended */
   int close_error;
@@ -192,6 +193,7 @@ static bool deliver(PluginPipe* p, PluginMessage* m) {
   p->in_tail = item;
   p->in_bytes += m->len;
   p->in_count++;
+  p->in_fds += m->num_fds;
   bool fire = p->armed;
   p->armed = false;
   pthread_cond_broadcast(&p->in_cv);
@@ -200,7 +202,8 @@ static bool deliver(PluginPipe* p, PluginMessage* m) {
     p->config.notify(p->config.user);
   pthread_mutex_lock(&p->mu);
   while (!p->stopping && (p->in_bytes >= PLUGIN_PIPE_RECEIVE_WINDOW ||
-                          p->in_count >= PLUGIN_PIPE_RECEIVE_MESSAGES)) {
+                          p->in_count >= PLUGIN_PIPE_RECEIVE_MESSAGES ||
+                          p->in_fds >= PLUGIN_PIPE_RECEIVE_DESCRIPTORS)) {
     p->reader_waiting = true;
     pthread_cond_wait(&p->room_cv, &p->mu);
   }
@@ -520,12 +523,14 @@ static int pop_locked(PluginPipe* p, PluginMessage* out, int* close_error) {
       p->in_tail = NULL;
     p->in_bytes -= item->msg.len;
     p->in_count--;
+    p->in_fds -= item->msg.num_fds;
     *out = item->msg;
     free(item);
     /* Wake a waiting reader once half the window is free, not on every
      * message: one wake-up per half window instead of one per message. */
     if (p->reader_waiting && p->in_bytes <= PLUGIN_PIPE_RECEIVE_WINDOW / 2 &&
-        p->in_count <= PLUGIN_PIPE_RECEIVE_MESSAGES / 2) {
+        p->in_count <= PLUGIN_PIPE_RECEIVE_MESSAGES / 2 &&
+        p->in_fds <= PLUGIN_PIPE_RECEIVE_DESCRIPTORS / 2) {
       p->reader_waiting = false;
       pthread_cond_signal(&p->room_cv);
     }

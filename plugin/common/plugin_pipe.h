@@ -8,7 +8,8 @@
  * accounted and a soft quota raises a notification.
  *
  * A reader thread receives messages into the receive queue, which holds at
- * most PLUGIN_PIPE_RECEIVE_WINDOW bytes (or one message, if bigger): while
+ * most PLUGIN_PIPE_RECEIVE_WINDOW bytes, _MESSAGES messages and
+ * _DESCRIPTORS descriptors (or one message, if bigger): while
  * it is full the reader stops, the kernel buffer fills, and the peer's
  * messages wait in the peer's own send queue. A flood costs its sender. */
 
@@ -27,6 +28,9 @@ extern "C" {
 
 #define PLUGIN_PIPE_RECEIVE_WINDOW (1024u * 1024)
 #define PLUGIN_PIPE_RECEIVE_MESSAGES 4096
+/* Descriptors received and not yet taken, beyond which the reader stops:
+ * what one peer can make this process hold open (plus one message's). */
+#define PLUGIN_PIPE_RECEIVE_DESCRIPTORS 64
 
 typedef struct PluginPipe PluginPipe;
 

@@ -102,7 +102,7 @@ static int add_rule(BrokerPolicy* policy, const char* path, bool write) {
   bool dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
   unsigned perms = BROKER_ALLOW_READ;
   if (write)
-    perms |= BROKER_ALLOW_WRITE | (dir ? BROKER_ALLOW_CREATE : 0);
+    perms |= BROKER_ALLOW_WRITE | BROKER_ALLOW_CREATE;
   if (dir)
     perms |= BROKER_RECURSIVE;
   int error = broker_policy_allow(policy, path, perms);
@@ -113,8 +113,9 @@ static int add_rule(BrokerPolicy* policy, const char* path, bool write) {
                             : "");
     return -1;
   }
-  printf("demo_host: policy: %s %s%s\n", write ? "read and write" : "read",
-         path, dir ? " and everything beneath it" : "");
+  printf("demo_host: policy: %s %s%s\n",
+         write ? "read, write and create" : "read", path,
+         dir ? " and everything beneath it" : "");
   return 0;
 }
 

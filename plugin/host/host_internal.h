@@ -91,7 +91,7 @@ void host_inbox_unref(HostInbox* inbox);
  * Returns 0 or an errno. */
 #define HOST_SANDBOX_MAX_FILTER 256
 size_t host_sandbox_filter(struct sock_filter* out, size_t cap);
-int host_sandbox_enter(const struct sock_filter* filter, size_t n);
+int host_sandbox_enter(struct sock_filter* filter, size_t n);
 
 #ifdef __cplusplus
 } /* extern "C" */

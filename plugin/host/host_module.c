@@ -307,7 +307,7 @@ static void child_exec(const PluginLaunchOptions* o,
                        char* const* envp,
                        int bound,
                        int report,
-                       const struct sock_filter* filter,
+                       struct sock_filter* filter,
                        size_t filter_len) {
   int error = 0;
   sigset_t all;

@@ -9,10 +9,14 @@
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "plugin/host/host_internal.h"
 
@@ -107,8 +111,32 @@ static const int kDenied[] = {
     __NR_fsmount,
     __NR_fspick,
 #endif
-    /* Other roads out. */
+    __NR_setxattr,
+    __NR_lsetxattr,
+    __NR_removexattr,
+    __NR_lremovexattr,
+    /* Changing the metadata of files it was given. */
+    __NR_fchmod,
+    __NR_fchown,
+    __NR_fsetxattr,
+    __NR_fremovexattr,
+    /* Other roads out: new sockets, naming one, other processes (their
+     * memory, their descriptors), namespaces, kernel objects by name. */
     __NR_socket,
+    __NR_bind,
+    __NR_connect,
+    __NR_listen,
+    __NR_accept,
+    __NR_accept4,
+    __NR_tkill,
+    __NR_pidfd_open,
+    __NR_pidfd_getfd,
+    __NR_pidfd_send_signal,
+    __NR_process_madvise,
+    __NR_mq_open,
+    __NR_msgget,
+    __NR_semget,
+    __NR_shmget,
     __NR_ptrace,
     __NR_process_vm_readv,
     __NR_process_vm_writev,
@@ -129,8 +157,22 @@ static const int kDenied[] = {
 
 #define NUM_DENIED (sizeof(kDenied) / sizeof(kDenied[0]))
 
+/* The highest system call number this filter knows (Linux 6.1's). Newer
+ * calls may do anything the list above refuses: they get ENOSYS. */
+#define LAST_KNOWN_SYSCALL 450
+
+/* Stands for the module's process id in the filter until
+ * host_sandbox_enter, in the child, puts the real one there. */
+#define PID_PLACEHOLDER 0xfffffff0u
+
+#define NS_FLAGS                                                              \
+  (CLONE_NEWNS | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | \
+   CLONE_NEWUTS | CLONE_NEWCGROUP)
+
+#define ARG_LO(i) (offsetof(struct seccomp_data, args) + 8 * (i))
+
 size_t host_sandbox_filter(struct sock_filter* out, size_t cap) {
-  size_t need = 4 + 2 * NUM_DENIED + 1
+  size_t need = 4 + 2 * NUM_DENIED + 2 + 5 * 2 + 5 * 2 + 5 + 6 + 3
 #ifdef __x86_64__
                 + 2
 #endif
@@ -161,13 +203,82 @@ size_t host_sandbox_filter(struct sock_filter* out, size_t cap) {
     out[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K,
                                             SECCOMP_RET_ERRNO | EACCES);
   }
-  out[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  /* clone3's flags are in memory, out of the filter's reach: ENOSYS makes
+   * the C library fall back to clone, whose flags it can see. */
+  out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                          __NR_clone3, 0, 1);
+  out[n++] =
+      (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+  /* Calls allowed with some arguments only. Each block returns, so the
+   * accumulator holds the call number again for the next. */
+  const struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+  const struct sock_filter deny =
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES);
+  /* Signals to itself only: kill(self, ...), tgkill(self, ...). */
+  const int self_signal[] = {__NR_kill, __NR_tgkill};
+  for (size_t i = 0; i < 2; i++) {
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            (unsigned)self_signal[i], 0, 4);
+    out[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                            (unsigned)ARG_LO(0));
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            PID_PLACEHOLDER, 0, 1);
+    out[n++] = allow;
+    out[n++] = deny;
+  }
+  /* No input pushed into a terminal it inherited. */
+  const unsigned tty_requests[] = {TIOCSTI, TIOCLINUX};
+  for (size_t i = 0; i < 2; i++) {
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            __NR_ioctl, 0, 4);
+    out[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                            (unsigned)ARG_LO(1));
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            tty_requests[i], 0, 1);
+    out[n++] = deny;
+    out[n++] =
+        i == 0 ? (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                              offsetof(struct seccomp_data, nr))
+               : allow;
+  }
+  /* Threads and processes, but no new namespaces. */
+  out[n++] =
+      (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 4);
+  out[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                          (unsigned)ARG_LO(0));
+  out[n++] =
+      (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, NS_FLAGS, 0, 1);
+  out[n++] = deny;
+  out[n++] = allow;
+  /* Socket pairs of the IMC kind only: a datagram socket could send to a
+   * named socket (sendto with an address), a sequenced-packet one cannot. */
+  out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                          __NR_socketpair, 0, 5);
+  out[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                          (unsigned)ARG_LO(1));
+  out[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf);
+  out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                          SOCK_SEQPACKET, 0, 1);
+  out[n++] = allow;
+  out[n++] = deny;
+  /* Calls newer than the list. */
+  out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K,
+                                          LAST_KNOWN_SYSCALL, 0, 1);
+  out[n++] =
+      (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS);
+  out[n++] = allow;
   return n;
 }
 
-int host_sandbox_enter(const struct sock_filter* filter, size_t n) {
-  struct sock_fprog prog = {(unsigned short)n,
-                            (struct sock_filter*)(uintptr_t)filter};
+int host_sandbox_enter(struct sock_filter* filter, size_t n) {
+  /* The filter is this process's own copy (after fork): put its id in. */
+  unsigned self = (unsigned)getpid();
+  for (size_t i = 0; i < n; i++) {
+    if (filter[i].code == (BPF_JMP | BPF_JEQ | BPF_K) &&
+        filter[i].k == PID_PLACEHOLDER)
+      filter[i].k = self;
+  }
+  struct sock_fprog prog = {(unsigned short)n, filter};
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
     return errno;
   if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) != 0)
@@ -183,7 +294,7 @@ size_t host_sandbox_filter(struct sock_filter* out, size_t cap) {
   return 0;
 }
 
-int host_sandbox_enter(const struct sock_filter* filter, size_t n) {
+int host_sandbox_enter(struct sock_filter* filter, size_t n) {
   (void)filter;
   (void)n;
   return ENOSYS;

@@ -5,11 +5,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "plugin/broker/broker_client.h"
@@ -175,12 +179,62 @@ static void nofile_flood(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   done(rpc);
 }
 
+static void* nothing(void* arg) {
+  return arg;
+}
+
+/* probe::I: what the sandbox lets through, as errno values (0: worked):
+ * [0] socketpair(AF_UNIX, SOCK_DGRAM)  [1] socketpair(AF_UNIX,
+ * SOCK_SEQPACKET)  [2] kill(parent, 0)  [3] kill(self, 0)  [4] a thread
+ * [5] unshare(CLONE_NEWUSER)  [6] a system call newer than the filter
+ * [7] pidfd_open(parent)  [8] mkdir by name */
+static void probe(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
+  (void)in;
+  (void)u;
+  int32_t* r = srpc_arg_alloc(&out[0], 9);
+  if (r == NULL) {
+    srpc_rpc_complete(rpc, SRPC_RESULT_NO_MEMORY);
+    return;
+  }
+  int sv[2];
+  r[0] = socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0 ? 0 : errno;
+  if (r[0] == 0) {
+    close(sv[0]);
+    close(sv[1]);
+  }
+  r[1] = socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0 ? 0
+                                                                        : errno;
+  if (r[1] == 0) {
+    close(sv[0]);
+    close(sv[1]);
+  }
+  r[2] = kill(getppid(), 0) == 0 ? 0 : errno;
+  r[3] = kill(getpid(), 0) == 0 ? 0 : errno;
+  pthread_t t;
+  r[4] = pthread_create(&t, NULL, nothing, NULL);
+  if (r[4] == 0)
+    pthread_join(t, NULL);
+  r[5] = unshare(CLONE_NEWUSER) == 0 ? 0 : errno;
+  r[6] = syscall(460 + 40) == 0 ? 0 : errno;
+  r[7] = syscall(SYS_pidfd_open, getppid(), 0) >= 0 ? 0 : errno;
+  r[8] = mkdir("/tmp/broker_probe_never", 0700) == 0 ? 0 : errno;
+  if (r[8] == 0)
+    rmdir("/tmp/broker_probe_never");
+  srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+}
+
 static const SrpcMethod kMethods[] = {
-    {"set_broker:h:", set_broker},        {"open_read:s:iC", open_read},
-    {"open_write:sC:i", open_write},      {"open_flags:si:i", open_flags},
-    {"stat_size:s:il", stat_size},        {"access:si:i", access_mode},
-    {"direct_open:s:i", direct_open},     {"direct_socket::i", direct_socket},
-    {"threads_open:sii:i", threads_open}, {"nofile_flood:si:iii", nofile_flood},
+    {"probe::I", probe},
+    {"set_broker:h:", set_broker},
+    {"open_read:s:iC", open_read},
+    {"open_write:sC:i", open_write},
+    {"open_flags:si:i", open_flags},
+    {"stat_size:s:il", stat_size},
+    {"access:si:i", access_mode},
+    {"direct_open:s:i", direct_open},
+    {"direct_socket::i", direct_socket},
+    {"threads_open:sii:i", threads_open},
+    {"nofile_flood:si:iii", nofile_flood},
 };
 
 int main(void) {
