@@ -112,6 +112,13 @@ typedef struct SrpcArg {
   } u;
 } SrpcArg;
 
+/* A local extension: "*" as the whole of ins (or outs) in a signature
+ * makes a variadic method, which takes any number of inputs of any types
+ * (or gives whatever results the caller's templates ask for); the handler
+ * reads the counts with srpc_rpc_num_in / srpc_rpc_num_out and the types
+ * from the arguments. Nothing changes on the wire. */
+#define SRPC_VARIADIC '*'
+
 /* The parts of a signature "name:ins:outs". */
 typedef struct SrpcSignature {
   char name[256];
@@ -205,6 +212,11 @@ SRPC_EXPORT int srpc_arg_set_string(SrpcArg* out, const char* s);
  * _BREAK: reply OK, then the server loop on this channel returns) and frees
  * it. Any thread. */
 SRPC_EXPORT void srpc_rpc_complete(SrpcRpc* rpc, int result);
+
+/* The number of inputs and results of `rpc` (what its signature says, or,
+ * for a variadic method, what the request carried and asked for). */
+SRPC_EXPORT size_t srpc_rpc_num_in(const SrpcRpc* rpc);
+SRPC_EXPORT size_t srpc_rpc_num_out(const SrpcRpc* rpc);
 
 /* The method number of `rpc`, and the channel it arrived on (a handler may
  * call back to the caller on it: an upcall). */

@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+
 #include <time.h>
 #include <unistd.h>
+#include <string>
 
 #include <chrono>
 #include <mutex>
@@ -250,6 +252,53 @@ TEST(SrpcResultTest, LocalOutcomesFromThePeerAreItsError) {
   peer.join();
   srpc_channel_free(client);
   close(pair[0]);
+}
+
+// A variadic method sees what the caller sent and answers what it asked.
+void Reflect(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void*) {
+  size_t n_in = srpc_rpc_num_in(rpc), n_out = srpc_rpc_num_out(rpc);
+  // Result 0: how many inputs; result 1: the first input's type letter.
+  if (n_out >= 1 && out[0].type == SRPC_TYPE_INT)
+    out[0].u.ival = static_cast<int32_t>(n_in);
+  if (n_out >= 2 && out[1].type == SRPC_TYPE_STRING) {
+    char t[2] = {n_in > 0 ? static_cast<char>(in[0].type) : '-', 0};
+    srpc_arg_set_string(&out[1], t);
+  }
+  srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+}
+
+TEST(SrpcVariadicTest, AnyInputsAndTheResultsTheCallerAsksFor) {
+  SrpcMethod methods[] = {{"reflect:*:*", Reflect}};
+  SrpcService* s = srpc_service_new(methods, 1, nullptr, nullptr, nullptr);
+  ASSERT_NE(nullptr, s);
+  size_t len;
+  std::string text(srpc_service_discovery_text(s, &len));
+  EXPECT_NE(std::string::npos, text.find("reflect:*:*\n"));
+  int pair[2];
+  ASSERT_EQ(0, imc_socketpair(pair));
+  SrpcChannel* server = srpc_channel_new(pair[0], s, 0);
+  SrpcChannel* client = srpc_channel_new(pair[1], nullptr, 0);
+  std::thread t([&] { srpc_channel_serve(server); });
+  ASSERT_EQ(SRPC_RESULT_OK, srpc_channel_discover(client));
+  EXPECT_EQ(1, srpc_channel_lookup(client, "reflect:*:*"));
+  SrpcArg in[3] = {};
+  in[0].type = SRPC_TYPE_DOUBLE;
+  in[1].type = in[2].type = SRPC_TYPE_INT;
+  SrpcArg out[2] = {};
+  out[0].type = SRPC_TYPE_INT;
+  out[1].type = SRPC_TYPE_STRING;
+  ASSERT_EQ(SRPC_RESULT_OK, srpc_invoke_args(client, 1, in, 3, out, 2));
+  EXPECT_EQ(3, out[0].u.ival);
+  EXPECT_STREQ("d", out[1].u.str);
+  free(out[1].u.str);
+  ASSERT_EQ(SRPC_RESULT_OK, srpc_invoke_args(client, 1, nullptr, 0, out, 1));
+  EXPECT_EQ(0, out[0].u.ival);
+  // The varargs form has no types to go by.
+  EXPECT_EQ(SRPC_RESULT_BAD_ARG_TYPE, srpc_invoke(client, "reflect"));
+  srpc_channel_free(client);
+  t.join();
+  srpc_channel_free(server);
+  srpc_service_free(s);
 }
 
 TEST(SrpcResultTest, LocalOutcomesHaveNames) {

@@ -88,6 +88,8 @@ int srpc_invoke(SrpcChannel* ch, const char* name_or_signature, ...) {
   if (number < 0)
     return SRPC_RESULT_BAD_RPC_NUMBER;
   const SrpcSignature* sig = &signature;
+  if (sig->ins[0] == SRPC_VARIADIC || sig->outs[0] == SRPC_VARIADIC)
+    return SRPC_RESULT_BAD_ARG_TYPE; /* no types to read varargs by */
   size_t num_in = strlen(sig->ins), num_out = strlen(sig->outs);
   SrpcArg in[SRPC_MAX_ARGS], out[SRPC_MAX_ARGS];
   ResultSlot slots[SRPC_MAX_ARGS];

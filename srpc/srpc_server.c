@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,22 +143,40 @@ SrpcChannel* srpc_rpc_channel(const SrpcRpc* rpc) {
   return rpc->channel;
 }
 
+size_t srpc_rpc_num_in(const SrpcRpc* rpc) {
+  return rpc->num_in;
+}
+
+size_t srpc_rpc_num_out(const SrpcRpc* rpc) {
+  return rpc->num_out;
+}
+
+static bool is_variadic(const char* types) {
+  return types[0] == SRPC_VARIADIC;
+}
+
 /* Does the request match the method's signature? */
 static int check_types(const SrpcMessage* m, const SrpcSignature* sig) {
+  if (is_variadic(sig->ins) && is_variadic(sig->outs))
+    return SRPC_RESULT_OK;
   size_t ins = strlen(sig->ins), outs = strlen(sig->outs);
-  if (m->header.value_len < ins)
-    return SRPC_RESULT_TOO_FEW_ARGS;
-  if (m->header.value_len > ins)
-    return SRPC_RESULT_TOO_MANY_ARGS;
-  for (size_t i = 0; i < ins; i++) {
-    if (m->values[i].type != sig->ins[i])
-      return SRPC_RESULT_IN_ARG_TYPE_MISMATCH;
+  if (!is_variadic(sig->ins)) {
+    if (m->header.value_len < ins)
+      return SRPC_RESULT_TOO_FEW_ARGS;
+    if (m->header.value_len > ins)
+      return SRPC_RESULT_TOO_MANY_ARGS;
+    for (size_t i = 0; i < ins; i++) {
+      if (m->values[i].type != sig->ins[i])
+        return SRPC_RESULT_IN_ARG_TYPE_MISMATCH;
+    }
   }
-  if (m->header.template_len != outs)
-    return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
-  for (size_t i = 0; i < outs; i++) {
-    if (m->templates[i].type != sig->outs[i])
+  if (!is_variadic(sig->outs)) {
+    if (m->header.template_len != outs)
       return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+    for (size_t i = 0; i < outs; i++) {
+      if (m->templates[i].type != sig->outs[i])
+        return SRPC_RESULT_OUT_ARG_TYPE_MISMATCH;
+    }
   }
   return SRPC_RESULT_OK;
 }
@@ -183,7 +202,9 @@ void srpc_server_dispatch(SrpcChannel* ch, SrpcMessage* m, int decoded) {
   if (sig != NULL)
     r = check_types(m, sig);
   SrpcRpc* rpc = NULL;
-  size_t outs = sig ? strlen(sig->outs) : 0;
+  size_t outs = sig == NULL              ? 0
+                : is_variadic(sig->outs) ? m->header.template_len
+                                         : strlen(sig->outs);
   bool counted = false;
   if (r == SRPC_RESULT_OK) {
     counted = srpc_channel_start_call(ch);
@@ -218,10 +239,10 @@ void srpc_server_dispatch(SrpcChannel* ch, SrpcMessage* m, int decoded) {
   rpc->num_in = m->header.value_len;
   rpc->num_out = outs;
   for (size_t i = 0; i < outs; i++) {
-    rpc->out[i].type = sig->outs[i];
+    rpc->out[i].type = m->templates[i].type; /* what check_types allowed */
     rpc->capacity[i] = m->templates[i].count;
     rpc->out[i].count = m->templates[i].count;
-    if (sig->outs[i] == SRPC_TYPE_HANDLE)
+    if (rpc->out[i].type == SRPC_TYPE_HANDLE)
       rpc->out[i].u.hval = -1;
   }
   m->values = NULL;

@@ -100,6 +100,11 @@ static SrpcSignatureError parse_types(const char* begin,
                                       const char* end,
                                       char* out) {
   size_t n = (size_t)(end - begin);
+  if (n == 1 && begin[0] == SRPC_VARIADIC) {
+    out[0] = SRPC_VARIADIC; /* any number of arguments of any types */
+    out[1] = '\0';
+    return SRPC_SIGNATURE_OK;
+  }
   if (n > SRPC_MAX_ARGS)
     return SRPC_SIGNATURE_TOO_MANY_ARGS;
   for (size_t i = 0; i < n; i++) {

@@ -270,6 +270,11 @@ static int call(SrpcChannel* ch, int argc, char** argv) {
     return 1;
   }
   const SrpcSignature* sig = srpc_channel_method(ch, (size_t)number);
+  if (sig->ins[0] == SRPC_VARIADIC || sig->outs[0] == SRPC_VARIADIC) {
+    fprintf(stderr, "srpc: %s is variadic: it cannot be called from here\n",
+            sig->name);
+    return 1;
+  }
   size_t num_in = strlen(sig->ins), num_out = strlen(sig->outs);
   if ((size_t)argc - 1 != num_in) {
     fprintf(stderr, "srpc: %s takes %zu arguments (%s)\n", sig->name, num_in,
