@@ -331,10 +331,12 @@ typedef struct SrpcCallOptions {
  * peer and run there; its late reply is discarded (descriptors in it are
  * closed). The bound covers the wait for the reply: sending a large
  * request to a peer that does not read can still block.
- * While a server loop (srpc_channel_serve) runs on the channel, a bounded
- * caller leaves the reading to it and only waits, so the bound holds
- * whatever the peer sends; without one, it reads itself, and a peer that
- * stops in the middle of a message can hold it past the bound. */
+ * While a server loop (srpc_channel_serve) is free to read on the
+ * channel, a bounded caller leaves the reading to it and only waits, so the
+ * bound holds whatever the peer sends; when none is (there is none, or
+ * every one is running a handler: perhaps this very call's), it reads
+ * itself, and a peer that stops in the middle of a message can hold it
+ * past the bound. */
 SRPC_EXPORT int srpc_invoke_args_opt(SrpcChannel* channel,
                                      uint32_t rpc_number,
                                      const SrpcArg* in,

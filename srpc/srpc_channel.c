@@ -259,9 +259,15 @@ static void read_one(SrpcChannel* ch,
     call->done = true;
     return;
   }
+  if (server_loop)
+    ch->dispatching++;
   pthread_mutex_unlock(&ch->mu);
   srpc_server_dispatch(ch, &m, decoded);
   pthread_mutex_lock(&ch->mu);
+  if (server_loop) {
+    ch->dispatching--;
+    pthread_cond_broadcast(&ch->cv); /* a bounded caller may wait on us */
+  }
 }
 
 int srpc_channel_serve(SrpcChannel* ch) {
@@ -397,7 +403,8 @@ static int round_trip(SrpcChannel* ch,
       r = SRPC_RESULT_CANCELLED;
     } else if (deadline != NULL && ms_until(deadline) == 0) {
       r = SRPC_RESULT_TIMED_OUT;
-    } else if (!ch->reading && !(bounded && ch->serving > 0)) {
+    } else if (!ch->reading &&
+               !(bounded && ch->serving > ch->dispatching)) {
       read_one(ch, false, cancel_fd, deadline);
     } else if (deadline != NULL) {
       pthread_cond_timedwait(&ch->cv, &ch->mu, deadline);

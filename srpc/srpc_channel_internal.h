@@ -40,6 +40,7 @@ struct SrpcChannel {
   int refs;
   int wake_fd;     /* eventfd: interrupts a server loop's wait for input */
   int serving;     /* server loops running */
+  int dispatching; /* of those, running a handler (not able to read) */
   int outstanding; /* requests dispatched and not yet completed */
   bool reading;    /* one thread at a time receives */
   bool closed;     /* end of stream or failure: no reply will come */
