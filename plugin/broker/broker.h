@@ -126,7 +126,8 @@ PLUGIN_EXPORT int broker_serve_on_thread(const BrokerPolicy* policy,
                                          BrokerServer** out);
 
 /* Stops serving (the module's further requests fail with EPIPE) and
- * frees: on the main thread for broker_serve, any thread otherwise. */
+ * frees: on the main thread for broker_serve, any thread but the
+ * server's own (not from its log callback) for broker_serve_on_thread. */
 PLUGIN_EXPORT void broker_server_free(BrokerServer* server);
 
 /* Requests decoded and answered, and messages refused as malformed (no

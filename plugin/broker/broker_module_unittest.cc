@@ -203,12 +203,12 @@ TEST_P(BrokerModuleTest, TheSandboxRefusesDirectAccess) {
 }
 
 TEST_P(BrokerModuleTest, TheSandboxClosesTheOtherRoadsOut) {
-  int32_t r[9];
+  int32_t r[12];
   std::vector<SrpcArg> out = {Out(SRPC_TYPE_INT_ARRAY)};
   out[0].u.iarr = r;
-  out[0].count = 9;
+  out[0].count = 12;
   ASSERT_EQ(SRPC_RESULT_OK, Call("probe", {}, &out));
-  ASSERT_EQ(9u, out[0].count);
+  ASSERT_EQ(12u, out[0].count);
   bool sandboxed = GetParam();
   EXPECT_EQ(sandboxed ? EACCES : 0, r[0]) << "datagram socket pair";
   EXPECT_EQ(0, r[1]) << "IMC socket pair";
@@ -220,7 +220,10 @@ TEST_P(BrokerModuleTest, TheSandboxClosesTheOtherRoadsOut) {
     EXPECT_EQ(ENOSYS, r[6]) << "unknown system call";
     EXPECT_EQ(EACCES, r[7]) << "pidfd_open";
     EXPECT_EQ(EACCES, r[8]) << "mkdir by name";
+    EXPECT_EQ(EACCES, r[9]) << "queued signal to the host";
+    EXPECT_EQ(EACCES, r[10]) << "prlimit of the host";
   }
+  EXPECT_EQ(0, r[11]) << "prlimit of itself";
 }
 
 INSTANTIATE_TEST_SUITE_P(SandboxedAndNot,

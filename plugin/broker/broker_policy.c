@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -81,6 +82,10 @@ int broker_policy_allow(BrokerPolicy* p, const char* path, unsigned perms) {
     return EINVAL;
   if ((perms & BROKER_RECURSIVE) == 0 && len == 1)
     return EINVAL; /* "/" can only be a directory rule */
+  for (size_t i = 0; i < p->count; i++) {
+    if (strcmp(p->rules[i].path, path) == 0)
+      return EEXIST; /* one rule per path: no silent precedence */
+  }
   BrokerRule r = {0};
   r.path = strdup(path);
   if (r.path == NULL)
@@ -104,13 +109,6 @@ int broker_policy_allow(BrokerPolicy* p, const char* path, unsigned perms) {
     int error = errno;
     free(r.path);
     return error;
-  }
-  for (size_t i = 0; i < p->count; i++) {
-    if (strcmp(p->rules[i].path, path) == 0) {
-      close(r.dirfd);
-      free(r.path);
-      return EEXIST; /* one rule per path: no silent precedence */
-    }
   }
   BrokerRule* rules = realloc(p->rules, (p->count + 1) * sizeof(*rules));
   if (rules == NULL) {
@@ -263,12 +261,54 @@ static int open_beneath(const BrokerRule* r,
 }
 
 /* Opens for the module: never blocks the thread serving it (a FIFO, a
- * device, a lease), and yields only regular files and directories. */
+ * device, a lease), and yields only regular files and directories. An
+ * existing file is first reached with O_PATH and checked, so that nothing
+ * else is ever opened (a device's open has effects of its own); then it
+ * is reopened through /proc/self/fd, which names that same file. */
 static int open_for_module(const BrokerRule* r,
                            const char* rel,
                            int flags,
                            mode_t mode,
                            const char** reason) {
+  int probe = open_beneath(
+      r, rel, O_PATH | (uint64_t)(flags & (O_NOFOLLOW | O_DIRECTORY)), 0);
+  if (probe >= 0) {
+    struct stat st;
+    int error = fstat(probe, &st) != 0 ? -errno : 0;
+    if (error == 0 && S_ISLNK(st.st_mode))
+      error = -ELOOP; /* O_NOFOLLOW met a link */
+    else if (error == 0 && !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+      *reason = "not a regular file or a directory";
+      error = -EACCES;
+    } else if (error == 0 &&
+               (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) {
+      error = -EEXIST;
+    }
+    if (error != 0) {
+      close(probe);
+      return error;
+    }
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", probe);
+    int fd = open(self, (flags & ~(O_CREAT | O_EXCL | O_NOFOLLOW)) | O_CLOEXEC |
+                            O_NOCTTY | O_NONBLOCK);
+    error = errno;
+    close(probe);
+    if (fd < 0 && error != ENOENT)
+      return -error; /* ENOENT: no /proc; open beneath once more below */
+    if (fd >= 0) {
+      if (!(flags & O_NONBLOCK) &&
+          fcntl(fd, F_SETFL, flags & ~O_NONBLOCK & ~O_ACCMODE) != 0) {
+        error = errno;
+        close(fd);
+        return -error;
+      }
+      return fd;
+    }
+  } else if (probe != -ENOENT || !(flags & O_CREAT)) {
+    return probe;
+  }
+  /* Creating (or no /proc): open beneath, check what it was afterwards. */
   int fd = open_beneath(r, rel, (uint64_t)flags | O_NONBLOCK,
                         (flags & O_CREAT) ? (uint64_t)(mode & 0777) : 0);
   if (fd < 0)

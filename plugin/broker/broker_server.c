@@ -98,7 +98,9 @@ static void* serve_thread(void* arg) {
       continue;
     }
     if (n < 0 || (n == 0 && hdr.desc_length == 0 && hdr.flags == 0)) {
-      shutdown(s->fd, SHUT_RDWR); /* queued requests fail at once */
+      /* Nothing more is served; requests still queued fail when
+       * broker_server_free closes the socket. */
+      shutdown(s->fd, SHUT_RDWR);
       return NULL;
     }
     if (hdr.flags & (RECVMSG_DATA_TRUNCATED | RECVMSG_DESC_TRUNCATED))

@@ -89,7 +89,7 @@ void host_inbox_unref(HostInbox* inbox);
  * host_sandbox_enter installs it for the calling process and what it
  * executes; only system calls, so it may run between fork and exec.
  * Returns 0 or an errno. */
-#define HOST_SANDBOX_MAX_FILTER 256
+#define HOST_SANDBOX_MAX_FILTER 512
 size_t host_sandbox_filter(struct sock_filter* out, size_t cap);
 int host_sandbox_enter(struct sock_filter* filter, size_t n);
 

@@ -134,9 +134,47 @@ static const int kDenied[] = {
     __NR_pidfd_send_signal,
     __NR_process_madvise,
     __NR_mq_open,
+    __NR_mq_unlink,
     __NR_msgget,
+    __NR_msgsnd,
+    __NR_msgrcv,
+    __NR_msgctl,
     __NR_semget,
+    __NR_semop,
+    __NR_semtimedop,
+    __NR_semctl,
     __NR_shmget,
+    __NR_shmat,
+    __NR_shmctl,
+    /* Other processes by pid, where no self-only form is needed. */
+    __NR_setpriority,
+    __NR_ioprio_set,
+    __NR_kcmp,
+    /* The system as a whole (refused by the kernel unless privileged). */
+    __NR_init_module,
+    __NR_finit_module,
+    __NR_delete_module,
+    __NR_kexec_load,
+#ifdef __NR_kexec_file_load
+    __NR_kexec_file_load,
+#endif
+    __NR_reboot,
+    __NR_swapon,
+    __NR_swapoff,
+    __NR_acct,
+    __NR_settimeofday,
+    __NR_clock_settime,
+    __NR_adjtimex,
+    __NR_clock_adjtime,
+    __NR_sethostname,
+    __NR_setdomainname,
+    __NR_quotactl,
+    __NR_syslog,
+    __NR_vhangup,
+#ifdef __NR_iopl
+    __NR_iopl,
+    __NR_ioperm,
+#endif
     __NR_ptrace,
     __NR_process_vm_readv,
     __NR_process_vm_writev,
@@ -172,7 +210,7 @@ static const int kDenied[] = {
 #define ARG_LO(i) (offsetof(struct seccomp_data, args) + 8 * (i))
 
 size_t host_sandbox_filter(struct sock_filter* out, size_t cap) {
-  size_t need = 4 + 2 * NUM_DENIED + 2 + 5 * 2 + 5 * 2 + 5 + 6 + 3
+  size_t need = 4 + 2 * NUM_DENIED + 2 + 5 * 4 + 6 * 8 + 5 * 2 + 5 + 6 + 3
 #ifdef __x86_64__
                 + 2
 #endif
@@ -214,13 +252,32 @@ size_t host_sandbox_filter(struct sock_filter* out, size_t cap) {
   const struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
   const struct sock_filter deny =
       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EACCES);
-  /* Signals to itself only: kill(self, ...), tgkill(self, ...). */
-  const int self_signal[] = {__NR_kill, __NR_tgkill};
-  for (size_t i = 0; i < 2; i++) {
+  /* Signals to itself only (not 0: that is its process group, the
+   * host's too). */
+  const int self_only[] = {__NR_kill, __NR_tgkill, __NR_rt_sigqueueinfo,
+                           __NR_rt_tgsigqueueinfo};
+  for (size_t i = 0; i < sizeof(self_only) / sizeof(self_only[0]); i++) {
     out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
-                                            (unsigned)self_signal[i], 0, 4);
+                                            (unsigned)self_only[i], 0, 4);
     out[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
                                             (unsigned)ARG_LO(0));
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            PID_PLACEHOLDER, 0, 1);
+    out[n++] = allow;
+    out[n++] = deny;
+  }
+  /* Acting on a process by pid: itself (its pid, or 0) only. */
+  const int self_or_zero[] = {
+      __NR_prlimit64,      __NR_sched_setaffinity, __NR_sched_setscheduler,
+      __NR_sched_setparam, __NR_sched_setattr,     __NR_migrate_pages,
+      __NR_move_pages,     __NR_get_robust_list,
+  };
+  for (size_t i = 0; i < sizeof(self_or_zero) / sizeof(self_or_zero[0]); i++) {
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
+                                            (unsigned)self_or_zero[i], 0, 5);
+    out[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                            (unsigned)ARG_LO(0));
+    out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0);
     out[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K,
                                             PID_PLACEHOLDER, 0, 1);
     out[n++] = allow;

@@ -169,7 +169,8 @@ typedef struct PluginLaunchOptions {
   size_t max_message_bytes; /* 0: PLUGIN_DEFAULT_MAX_MESSAGE_BYTES */
   /* Nonzero: the module runs in the sandbox (docs/broker.md): from its
    * first instruction, opening a file by name, changing the file system
-   * by name, creating sockets and similar calls fail with EACCES; files
+   * by name, creating sockets and the other calls listed there fail with
+   * EACCES (clone3 and calls newer than the filter with ENOSYS); files
    * come through the open() broker (plugin/broker). The filter is in force
    * before the program's dynamic loader runs, so a sandboxed module must
    * be statically linked. Launch fails with PLUGIN_ERROR_SPAWN (errno

@@ -187,11 +187,12 @@ static void* nothing(void* arg) {
  * [0] socketpair(AF_UNIX, SOCK_DGRAM)  [1] socketpair(AF_UNIX,
  * SOCK_SEQPACKET)  [2] kill(parent, 0)  [3] kill(self, 0)  [4] a thread
  * [5] unshare(CLONE_NEWUSER)  [6] a system call newer than the filter
- * [7] pidfd_open(parent)  [8] mkdir by name */
+ * [7] pidfd_open(parent)  [8] mkdir by name  [9] a queued signal to the
+ * parent  [10] prlimit of the parent  [11] prlimit of itself */
 static void probe(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   (void)in;
   (void)u;
-  int32_t* r = srpc_arg_alloc(&out[0], 9);
+  int32_t* r = srpc_arg_alloc(&out[0], 12);
   if (r == NULL) {
     srpc_rpc_complete(rpc, SRPC_RESULT_NO_MEMORY);
     return;
@@ -220,6 +221,15 @@ static void probe(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   r[8] = mkdir("/tmp/broker_probe_never", 0700) == 0 ? 0 : errno;
   if (r[8] == 0)
     rmdir("/tmp/broker_probe_never");
+  siginfo_t info;
+  memset(&info, 0, sizeof(info));
+  info.si_code = SI_QUEUE;
+  info.si_pid = getpid();
+  info.si_uid = getuid();
+  r[9] = syscall(SYS_rt_sigqueueinfo, getppid(), 0, &info) == 0 ? 0 : errno;
+  struct rlimit lim;
+  r[10] = prlimit(getppid(), RLIMIT_NOFILE, NULL, &lim) == 0 ? 0 : errno;
+  r[11] = prlimit(getpid(), RLIMIT_NOFILE, NULL, &lim) == 0 ? 0 : errno;
   srpc_rpc_complete(rpc, SRPC_RESULT_OK);
 }
 
