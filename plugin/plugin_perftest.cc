@@ -13,6 +13,7 @@
 //    hops.
 //  - launch to first call (launch, one call, shutdown); against starting
 //    and reaping the same program with no protocol at all.
+//  - a proxy's invoke of add:ii:i against a plain SRPC call of it.
 //  - brokered open+close of a file (the host's main thread serving, this
 //    thread as the module) against a direct open+close.
 
@@ -284,6 +285,34 @@ int main(int argc, char** argv) {
                 csv);
   }
 
+  // A proxy's invoke against a plain SRPC call of the same method.
+  PluginObjects* objects = nullptr;
+  PluginObject* root = nullptr;
+  if (plugin_module_objects(manual, &objects) != PLUGIN_OK ||
+      plugin_objects_root(objects, 10000, &root) != PLUGIN_OBJECT_OK) {
+    fprintf(stderr, "plugin_perftests: no root object\n");
+    return 1;
+  }
+  perf::PrintHeader("srpc call", "proxy");
+  perf::Print(
+      perf::Compare(
+          "add:ii:i",
+          [&] {
+            int32_t sum;
+            srpc_invoke(plugin_module_channel(manual), "add", 1, 2, &sum);
+          },
+          [&] {
+            SrpcArg in[2] = {};
+            in[0].type = in[1].type = SRPC_TYPE_INT;
+            SrpcArg out = {};
+            out.type = SRPC_TYPE_INT;
+            plugin_object_invoke(root, "add", -1, nullptr, in, 2, &out, 1);
+          },
+          20000 / scale, reps),
+      csv);
+  plugin_object_unref(root);
+
+  perf::PrintHeader("raw", "plugin");
   std::string path = ModulePath();
   perf::Print(perf::Compare(
                   "launch + first call + shutdown vs fork/exec/wait",

@@ -16,6 +16,7 @@
 #define PLUGIN_CONTROL_SHUTDOWN "shutdown::" /* reply, then exit(0) */
 #define PLUGIN_CONTROL_ADDRESS "address:sh:" /* a named SocketAddress */
 #define PLUGIN_CONTROL_PING "ping::"
+#define PLUGIN_CONTROL_OBJECTS "objects:h:" /* the object channel's end */
 
 /* Served by the host on the control channel. */
 #define PLUGIN_HOST_LOG "log:is:"        /* level, text */

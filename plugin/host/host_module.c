@@ -52,6 +52,7 @@ struct PluginModule {
   bool waiter_started;
   pthread_t waiter;
   bool freed; /* by the embedder: no more callbacks */
+  PluginObjects* objects;
   HostTask exit_task;
 };
 
@@ -425,6 +426,8 @@ static void teardown(PluginModule* m) {
     pthread_join(m->waiter, NULL);
     m->waiter_started = false;
   }
+  plugin_objects_free(m->objects); /* its proxies die, its exports go */
+  m->objects = NULL;
   stop_channel(&m->control);
   stop_channel(&m->service);
   pthread_mutex_lock(&m->mu);
@@ -701,6 +704,38 @@ int plugin_module_give_address(PluginModule* to,
   return r == SRPC_RESULT_OK               ? PLUGIN_OK
          : r == SRPC_RESULT_BAD_RPC_NUMBER ? PLUGIN_ERROR_HANDSHAKE
                                            : from_srpc(r);
+}
+
+int plugin_module_objects(PluginModule* m, PluginObjects** out) {
+  if (m == NULL || out == NULL)
+    return PLUGIN_ERROR_INVALID_ARGUMENT;
+  if (!host_on_main_thread(m->host))
+    return PLUGIN_ERROR_WRONG_THREAD;
+  if (m->objects == NULL) {
+    int pair[2];
+    if (imc_socketpair(pair) != 0)
+      return errno == EMFILE || errno == ENFILE ? PLUGIN_ERROR_NO_DESCRIPTORS
+                                                : PLUGIN_ERROR_SYSTEM;
+    PluginObjects* objects = plugin_objects_new(pair[0]);
+    if (objects == NULL) {
+      close(pair[1]);
+      return PLUGIN_ERROR_NO_MEMORY;
+    }
+    SrpcArg in = {0};
+    in.type = SRPC_TYPE_HANDLE;
+    in.u.hval = pair[1];
+    int r =
+        control_call(m, PLUGIN_CONTROL_OBJECTS, kDefaultStartTimeoutMs, &in, 1);
+    close(pair[1]);
+    if (r != SRPC_RESULT_OK) {
+      plugin_objects_free(objects);
+      return r == SRPC_RESULT_BAD_RPC_NUMBER ? PLUGIN_ERROR_HANDSHAKE
+                                             : from_srpc(r);
+    }
+    m->objects = objects;
+  }
+  *out = m->objects;
+  return PLUGIN_OK;
 }
 
 /* Waits until the process has been reaped, or `ms` (< 0: no limit). */

@@ -539,6 +539,151 @@ TEST_F(PluginModuleTest, ModulesConnectToEachOtherDirectly) {
   EXPECT_EQ(42, out.u.ival);
 }
 
+// ---- Objects between the host and real module processes. ----
+
+struct Released {
+  int count = 0;
+};
+
+void HostAdd(PluginObjectCall* call, SrpcArg* in, SrpcArg* out, void*) {
+  out[0].u.ival = in[0].u.ival + in[1].u.ival;
+  plugin_object_call_complete(call, PLUGIN_OBJECT_OK);
+}
+
+const PluginMethodDef kHostObjectMethods[] = {{"add:ii:i", HostAdd}};
+const PluginObjectClass kHostObjectClass = {
+    kHostObjectMethods, 1,
+    [](PluginObject*, PluginObjects*, void* user) {
+      // On the channel's thread: counted under no lock but read only after
+      // the main thread has waited for it.
+      __atomic_add_fetch(&static_cast<Released*>(user)->count, 1,
+                         __ATOMIC_SEQ_CST);
+    },
+    nullptr};
+
+int ObjAdd(PluginObject* o, int a, int b, int32_t* sum) {
+  SrpcArg in[2] = {};
+  in[0].type = in[1].type = SRPC_TYPE_INT;
+  in[0].u.ival = a;
+  in[1].u.ival = b;
+  SrpcArg out = {};
+  out.type = SRPC_TYPE_INT;
+  int r = plugin_object_invoke(o, "add", 10000, nullptr, in, 2, &out, 1);
+  *sum = out.u.ival;
+  return r;
+}
+
+SrpcArg ObjArg(PluginObject* o) {
+  SrpcArg a = {};
+  a.type = PLUGIN_TYPE_OBJECT;
+  a.u.ptr = o;
+  return a;
+}
+
+PluginObject* RootOf(PluginModule* m) {
+  PluginObjects* objects = nullptr;
+  EXPECT_EQ(PLUGIN_OK, plugin_module_objects(m, &objects));
+  PluginObject* root = nullptr;
+  if (objects != nullptr)
+    EXPECT_EQ(PLUGIN_OBJECT_OK, plugin_objects_root(objects, 10000, &root));
+  return root;
+}
+
+TEST_F(PluginModuleTest, ObjectsOfAModuleAndTheHostCallEachOther) {
+  Events e;
+  PluginModule* m;
+  ASSERT_EQ(PLUGIN_OK, Launch({}, &e, &m));
+  PluginObject* root = RootOf(m);
+  ASSERT_NE(nullptr, root);
+  int32_t sum = 0;
+  EXPECT_EQ(PLUGIN_OBJECT_OK, ObjAdd(root, 40, 2, &sum));
+  EXPECT_EQ(42, sum);
+  // The module calls an object of ours, keeps it, and drops it: the
+  // release reaches us exactly once.
+  Released released;
+  PluginObject* mine = plugin_object_new(&kHostObjectClass, &released);
+  SrpcArg args[3] = {ObjArg(mine), {}, {}};
+  args[1].type = args[2].type = SRPC_TYPE_INT;
+  args[1].u.ival = 5;
+  args[2].u.ival = 6;
+  SrpcArg out = {};
+  out.type = SRPC_TYPE_INT;
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_invoke(root, "call_add", 10000,
+                                                   nullptr, args, 3, &out, 1));
+  EXPECT_EQ(11, out.u.ival);
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_invoke(root, "keep", 10000, nullptr,
+                                                   args, 1, nullptr, 0));
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_invoke(root, "drop", 10000,
+                                                   nullptr, nullptr, 0, nullptr,
+                                                   0));
+  // Once nothing of ours is exported any more, every release has come: one
+  // per time the module held it and let go (call_add's proxy may or may
+  // not have gone before keep took it again).
+  PluginObjects* objects = nullptr;
+  ASSERT_EQ(PLUGIN_OK, plugin_module_objects(m, &objects));
+  auto start = Clock::now();
+  while (plugin_objects_exported(objects) > 0 && MsSince(start) < 5000)
+    usleep(1000);
+  EXPECT_EQ(0u, plugin_objects_exported(objects));
+  int released_now = __atomic_load_n(&released.count, __ATOMIC_SEQ_CST);
+  EXPECT_GE(released_now, 1);
+  EXPECT_LE(released_now, 2);
+  usleep(20000);
+  EXPECT_EQ(released_now, __atomic_load_n(&released.count, __ATOMIC_SEQ_CST));
+  plugin_object_unref(mine);
+  plugin_object_unref(root);
+}
+
+// Host forwards module A's object to module B; B calls it through the
+// host, and gets A's answer.
+TEST_F(PluginModuleTest, ObjectsForwardThroughAThirdProcess) {
+  Events ea, eb;
+  PluginModule *a, *b;
+  ASSERT_EQ(PLUGIN_OK, Launch({}, &ea, &a));
+  ASSERT_EQ(PLUGIN_OK, Launch({}, &eb, &b));
+  PluginObject* ra = RootOf(a);
+  PluginObject* rb = RootOf(b);
+  ASSERT_NE(nullptr, ra);
+  ASSERT_NE(nullptr, rb);
+  SrpcArg args[3] = {ObjArg(ra), {}, {}};
+  args[1].type = args[2].type = SRPC_TYPE_INT;
+  args[1].u.ival = 20;
+  args[2].u.ival = 22;
+  SrpcArg out = {};
+  out.type = SRPC_TYPE_INT;
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_invoke(rb, "call_add", 10000,
+                                                   nullptr, args, 3, &out, 1));
+  EXPECT_EQ(42, out.u.ival);
+  plugin_object_unref(ra);
+  plugin_object_unref(rb);
+}
+
+// A module killed with live proxies both ways: ours of it die (calls give
+// CLOSED), and what it held of ours is released.
+TEST_F(PluginModuleTest, ModuleKilledWithLiveProxies) {
+  Events e;
+  PluginModule* m;
+  ASSERT_EQ(PLUGIN_OK, Launch({}, &e, &m));
+  PluginObject* root = RootOf(m);
+  Released released;
+  PluginObject* mine = plugin_object_new(&kHostObjectClass, &released);
+  SrpcArg arg = ObjArg(mine);
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_invoke(root, "keep", 10000, nullptr,
+                                                   &arg, 1, nullptr, 0));
+  kill(plugin_module_pid(m), SIGKILL);
+  auto start = Clock::now();
+  while ((plugin_object_is_alive(root) ||
+          __atomic_load_n(&released.count, __ATOMIC_SEQ_CST) == 0) &&
+         MsSince(start) < 5000)
+    usleep(1000);
+  EXPECT_FALSE(plugin_object_is_alive(root));
+  EXPECT_EQ(1, __atomic_load_n(&released.count, __ATOMIC_SEQ_CST));
+  int32_t sum;
+  EXPECT_EQ(PLUGIN_OBJECT_CLOSED, ObjAdd(root, 1, 1, &sum));
+  plugin_object_unref(root);
+  plugin_object_unref(mine);
+}
+
 struct SocketLog {
   std::vector<std::string> messages;
   size_t fds = 0;

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "plugin/common/plugin_message.h"
+#include "plugin/objects/plugin_objects.h"
 #include "srpc/srpc.h"
 
 #ifdef __cplusplus
@@ -247,6 +248,13 @@ PLUGIN_EXPORT int plugin_module_call(PluginModule* module,
                                      size_t num_in,
                                      SrpcArg* out,
                                      size_t num_out);
+
+/* Main thread. The object channel to the module (plugin/objects), opened
+ * on first use (a socket pair whose other end goes to the module's
+ * runtime); *out is valid until the module is freed. Returns a
+ * PluginResult (_CLOSED: the module is gone; _TIMED_OUT, _CANCELLED). */
+PLUGIN_EXPORT int plugin_module_objects(PluginModule* module,
+                                        PluginObjects** out);
 
 /* Main thread. Gives module `to` a SocketAddress of module `of` under
  * `name`, so `to` can connect to `of`'s service directly (module side:

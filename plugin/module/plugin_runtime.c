@@ -49,6 +49,8 @@ static struct {
   size_t pending_bytes;
   size_t quota;
   NamedAddress* addresses;
+  PluginObjects* objects;
+  PluginObject* root;
 } rt = {PTHREAD_MUTEX_INITIALIZER};
 
 /* With rt.mu held: waits until the module is started, or the deadline
@@ -203,6 +205,25 @@ static void control_address(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   srpc_rpc_complete(rpc, SRPC_RESULT_OK);
 }
 
+static void control_objects(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
+  (void)out;
+  (void)u;
+  pthread_mutex_lock(&rt.mu);
+  if (rt.objects != NULL) {
+    pthread_mutex_unlock(&rt.mu);
+    srpc_rpc_complete(rpc, SRPC_RESULT_APP_ERROR); /* one per module */
+    return;
+  }
+  rt.objects = plugin_objects_new(in[0].u.hval);
+  in[0].u.hval = -1; /* taken, even on failure */
+  if (rt.objects != NULL && rt.root != NULL)
+    plugin_objects_set_root(rt.objects, rt.root);
+  pthread_cond_broadcast(&rt.cv);
+  bool ok = rt.objects != NULL;
+  pthread_mutex_unlock(&rt.mu);
+  srpc_rpc_complete(rpc, ok ? SRPC_RESULT_OK : SRPC_RESULT_NO_MEMORY);
+}
+
 static void control_ping(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   (void)in;
   (void)out;
@@ -215,6 +236,7 @@ static const SrpcMethod kControl[] = {
     {PLUGIN_CONTROL_SHUTDOWN, control_shutdown},
     {PLUGIN_CONTROL_ADDRESS, control_address},
     {PLUGIN_CONTROL_PING, control_ping},
+    {PLUGIN_CONTROL_OBJECTS, control_objects},
 };
 
 /* ---- Accepting ---- */
@@ -282,7 +304,8 @@ int plugin_runtime_init(const PluginRuntimeConfig* config) {
   /* Not inherited by anything the module runs. */
   fcntl(bound, F_SETFD, FD_CLOEXEC);
   plugin_cond_init(&rt.cv);
-  rt.control_service = srpc_service_new(kControl, 4, NULL, NULL, NULL);
+  rt.control_service = srpc_service_new(
+      kControl, sizeof(kControl) / sizeof(kControl[0]), NULL, NULL, NULL);
   SrpcSignatureError why = SRPC_SIGNATURE_OK;
   rt.service = srpc_service_new(config->methods, config->num_methods,
                                 config->methods_user, &why, NULL);
@@ -422,6 +445,32 @@ int plugin_runtime_receive(PluginMessage* out, int timeout_ms) {
   if (r == 1)
     return PLUGIN_OK;
   return r == -1 ? PLUGIN_ERROR_CLOSED : -r;
+}
+
+PluginObjects* plugin_runtime_objects(int timeout_ms) {
+  struct timespec d = plugin_deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
+  pthread_mutex_lock(&rt.mu);
+  while (rt.initialized && rt.objects == NULL) {
+    if (timeout_ms < 0)
+      pthread_cond_wait(&rt.cv, &rt.mu);
+    else if (pthread_cond_timedwait(&rt.cv, &rt.mu, &d) == ETIMEDOUT)
+      break;
+  }
+  PluginObjects* objects = rt.objects;
+  pthread_mutex_unlock(&rt.mu);
+  return objects;
+}
+
+void plugin_runtime_set_root_object(PluginObject* root) {
+  if (root != NULL)
+    plugin_object_ref(root);
+  pthread_mutex_lock(&rt.mu);
+  PluginObject* old = rt.root;
+  rt.root = root;
+  if (rt.objects != NULL)
+    plugin_objects_set_root(rt.objects, root);
+  pthread_mutex_unlock(&rt.mu);
+  plugin_object_unref(old);
 }
 
 SrpcChannel* plugin_runtime_host_channel(void) {

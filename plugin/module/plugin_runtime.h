@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "plugin/common/plugin_message.h"
+#include "plugin/objects/plugin_objects.h"
 #include "srpc/srpc.h"
 
 #ifdef __cplusplus
@@ -81,6 +82,15 @@ PLUGIN_EXPORT SrpcChannel* plugin_runtime_host_channel(void);
  * the module's methods served on it too). NULL on failure. Channels live
  * until the process ends. */
 PLUGIN_EXPORT SrpcChannel* plugin_runtime_open_channel(void);
+
+/* The object channel to the host (plugin/objects), once the host has
+ * opened it (plugin_module_objects); waits up to `timeout_ms` (< 0: no
+ * limit). NULL on timeout. Lives until the process ends. */
+PLUGIN_EXPORT PluginObjects* plugin_runtime_objects(int timeout_ms);
+
+/* The object the host gets as this module's root (plugin_objects_root),
+ * now or when the host opens the channel. A reference is taken. */
+PLUGIN_EXPORT void plugin_runtime_set_root_object(PluginObject* root);
 
 /* Sends a line to the host's log. Returns an SRPC result. */
 PLUGIN_EXPORT int plugin_runtime_log(int level, const char* text);

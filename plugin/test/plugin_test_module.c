@@ -257,6 +257,70 @@ static const SrpcMethod kMethods[] = {
     {"queued::l", queued},
 };
 
+/* ---- The root object: what the object tests call. ---- */
+
+static PluginObject* g_kept; /* keep:o: */
+
+static void obj_add(PluginObjectCall* call,
+                    SrpcArg* in,
+                    SrpcArg* out,
+                    void* u) {
+  (void)u;
+  out[0].u.ival = in[0].u.ival + in[1].u.ival;
+  plugin_object_call_complete(call, PLUGIN_OBJECT_OK);
+}
+
+/* call_add:oii:i: calls add on the object it is given. */
+static void obj_call_add(PluginObjectCall* call,
+                         SrpcArg* in,
+                         SrpcArg* out,
+                         void* u) {
+  (void)u;
+  SrpcArg args[2] = {{0}, {0}};
+  args[0].type = args[1].type = SRPC_TYPE_INT;
+  args[0].u.ival = in[1].u.ival;
+  args[1].u.ival = in[2].u.ival;
+  SrpcArg sum = {0};
+  sum.type = SRPC_TYPE_INT;
+  int r =
+      plugin_object_invoke(in[0].u.ptr, "add", 10000, NULL, args, 2, &sum, 1);
+  out[0].u.ival = r == PLUGIN_OBJECT_OK ? sum.u.ival : -r;
+  plugin_object_call_complete(call, PLUGIN_OBJECT_OK);
+}
+
+static void obj_keep(PluginObjectCall* call,
+                     SrpcArg* in,
+                     SrpcArg* out,
+                     void* u) {
+  (void)out;
+  (void)u;
+  plugin_object_ref(in[0].u.ptr);
+  plugin_object_unref(g_kept);
+  g_kept = in[0].u.ptr;
+  plugin_object_call_complete(call, PLUGIN_OBJECT_OK);
+}
+
+static void obj_drop(PluginObjectCall* call,
+                     SrpcArg* in,
+                     SrpcArg* out,
+                     void* u) {
+  (void)in;
+  (void)out;
+  (void)u;
+  plugin_object_unref(g_kept);
+  g_kept = NULL;
+  plugin_object_call_complete(call, PLUGIN_OBJECT_OK);
+}
+
+static const PluginMethodDef kRootMethods[] = {
+    {"add:ii:i", obj_add},
+    {"call_add:oii:i", obj_call_add},
+    {"keep:o:", obj_keep},
+    {"drop::", obj_drop},
+};
+static const PluginObjectClass kRootClass = {
+    kRootMethods, sizeof(kRootMethods) / sizeof(kRootMethods[0]), NULL, NULL};
+
 static void echo_message(PluginMessage* m, void* u) {
   (void)u;
   if (m == NULL)
@@ -289,6 +353,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "plugin_test_module: %s\n", plugin_result_string(r));
     return 2;
   }
+  PluginObject* root = plugin_object_new(&kRootClass, NULL);
+  plugin_runtime_set_root_object(root);
+  plugin_object_unref(root);
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--log-at-start") == 0) {
       plugin_runtime_wait_started(-1);
