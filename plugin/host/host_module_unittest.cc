@@ -584,8 +584,9 @@ PluginObject* RootOf(PluginModule* m) {
   PluginObjects* objects = nullptr;
   EXPECT_EQ(PLUGIN_OK, plugin_module_objects(m, &objects));
   PluginObject* root = nullptr;
-  if (objects != nullptr)
+  if (objects != nullptr) {
     EXPECT_EQ(PLUGIN_OBJECT_OK, plugin_objects_root(objects, 10000, &root));
+  }
   return root;
 }
 
