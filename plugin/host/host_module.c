@@ -416,10 +416,20 @@ static void kill_module(PluginModule* m) {
 
 /* Ends every thread and channel; the process is killed if still there.
  * Leaves the inbox and the structure. */
+static bool wait_exit(PluginModule* m, int ms);
+
+/* A module whose control channel closes ends itself (its runtime does):
+ * give it that chance, briefly, before the kill. */
+enum { kGraceOnFreeMs = 200 };
+
 static void teardown(PluginModule* m) {
   pthread_mutex_lock(&m->mu);
   bool exited = m->exited;
   pthread_mutex_unlock(&m->mu);
+  if (!exited && m->waiter_started && m->control.channel != NULL) {
+    shutdown(m->control.fd, SHUT_RDWR);
+    exited = wait_exit(m, kGraceOnFreeMs);
+  }
   if (!exited)
     kill_module(m);
   if (m->waiter_started) {
