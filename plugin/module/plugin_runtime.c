@@ -217,7 +217,7 @@ static void control_objects(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   (void)out;
   (void)u;
   pthread_mutex_lock(&rt.mu);
-  if (rt.objects != NULL) {
+  if (rt.objects != NULL || in[0].u.hval < 0) {
     pthread_mutex_unlock(&rt.mu);
     srpc_rpc_complete(rpc, SRPC_RESULT_APP_ERROR); /* one per module */
     return;

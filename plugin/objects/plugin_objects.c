@@ -20,6 +20,7 @@ enum {
   kBuckets = 1024,
   kRefBytes = 1 + PLUGIN_OBJECT_ID_BYTES, /* marker, id */
   kReleaseBatch = 256,
+  kMaxForwardedMethods = 1024,
   /* Method numbers of the object service (0 is discovery). */
   kInvoke = 1,
   kRelease = 2,
@@ -88,7 +89,8 @@ struct PluginObjects {
   pthread_cond_t cv; /* pending releases, stopping, busy */
   bool closed;
   bool stopping;
-  int busy; /* calls in progress on `channel` */
+  int busy;     /* calls in progress on `channel` */
+  int incoming; /* calls from the peer not yet completed */
   Export* exports[kBuckets];
   size_t num_exports;
   PluginObject* proxies[kBuckets];
@@ -104,6 +106,7 @@ struct PluginObjectCall {
   PluginObjects* ch;
   PluginObject* target;
   const Method* method;
+  SrpcArg* wire_in;  /* the SRPC inputs: [0] id, [1] name, the method's */
   SrpcArg* wire_out; /* the SRPC results: [0] status, then the method's */
   SrpcArg* in;       /* the method's inputs as the method sees them */
   SrpcArg* out;
@@ -219,8 +222,24 @@ PluginObject* plugin_object_new(const PluginObjectClass* cls, void* user) {
   return o;
 }
 
+/* Ids from the peer choose their bucket: a key the peer does not know
+ * keeps it from filling one chain. */
+static uint64_t g_bucket_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static void make_bucket_key(void) {
+  if (getrandom(&g_bucket_key, sizeof(g_bucket_key), 0) !=
+      (ssize_t)sizeof(g_bucket_key))
+    g_bucket_key = (uint64_t)(uintptr_t)&g_bucket_key ^ 0x9e3779b97f4a7c15u;
+}
+
 static size_t bucket(const uint8_t* id) {
-  return ((size_t)id[0] | (size_t)id[1] << 8) % kBuckets;
+  uint64_t a, b;
+  memcpy(&a, id, 8);
+  memcpy(&b, id + 8, 8);
+  uint64_t h = (a ^ g_bucket_key) * 0x9e3779b97f4a7c15u;
+  h ^= (b + g_bucket_key) * 0xc2b2ae3d27d4eb4fu;
+  return (size_t)(h >> 32) % kBuckets;
 }
 
 static void queue_release_locked(PluginObjects* ch,
@@ -306,8 +325,8 @@ static PluginObject* find_proxy(PluginObjects* ch, const uint8_t* id) {
  * out[kRefBytes] and returns its length (0 for NULL), or -1 if out of
  * memory. Exporting counts one more reference held by the peer. */
 static int encode_ref_locked(PluginObjects* ch, PluginObject* o, uint8_t* out) {
-  if (o == NULL)
-    return 0;
+  if (o == NULL || ch->closed)
+    return 0; /* nobody to export to any more */
   if (o->proxy && o->ch == ch) {
     o->mentions_sent++;
     out[0] = MARK_YOURS;
@@ -369,6 +388,8 @@ static int decode_ref_locked(PluginObjects* ch,
     return PLUGIN_OBJECT_OK;
   if (len != kRefBytes || data == NULL)
     return PLUGIN_OBJECT_BAD_ARGUMENTS;
+  if (ch->closed)
+    return PLUGIN_OBJECT_CLOSED;
   const uint8_t* id = data + 1;
   if (data[0] == MARK_YOURS) {
     Export* e = find_export(ch, id);
@@ -522,9 +543,9 @@ static void handle_release(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
     e->remote_refs = (uint32_t)count >= e->remote_refs
                          ? 0
                          : e->remote_refs - (uint32_t)count;
-    uint64_t sent = (uint64_t)in[2].u.larr[i];
-    if (sent > e->mentions_expected)
-      e->mentions_expected = sent;
+    /* Each proxy sends one release, with what it sent back in its life:
+     * the export waits for the sum. */
+    e->mentions_expected += (uint64_t)in[2].u.larr[i];
     retire_if_done_locked(e, &done);
   }
   pthread_mutex_unlock(&g_mu);
@@ -597,9 +618,15 @@ void plugin_object_call_complete(PluginObjectCall* call, int result) {
   for (size_t i = 0; i < call->num_in; i++) {
     if (m->ins[i] == PLUGIN_TYPE_OBJECT)
       plugin_object_unref(call->in[i].u.ptr);
+    else if (m->ins[i] == SRPC_TYPE_HANDLE)
+      call->wire_in[i + 2].u.hval = call->in[i].u.hval; /* -1: kept */
   }
   plugin_object_unref(call->target);
   srpc_rpc_complete(call->rpc, SRPC_RESULT_OK);
+  pthread_mutex_lock(&g_mu);
+  if (--ch->incoming == 0)
+    pthread_cond_broadcast(&ch->cv);
+  pthread_mutex_unlock(&g_mu);
   free(call);
 }
 
@@ -622,14 +649,25 @@ static void forward(PluginObjectCall* call,
                     SrpcArg* out,
                     void* user) {
   (void)user;
-  int r = plugin_object_invoke(call->target, call->method->name, -1, NULL, in,
-                               call->num_in, out, call->num_out);
+  /* Array results need buffers of their capacity for the onward call. */
+  int r = PLUGIN_OBJECT_OK;
+  for (size_t j = 0; j < call->num_out; j++) {
+    size_t size = srpc_type_element_size(out[j].type);
+    if (out[j].type != SRPC_TYPE_STRING && size != 0 &&
+        out[j].type != PLUGIN_TYPE_OBJECT &&
+        srpc_arg_alloc(&out[j], out[j].count) == NULL)
+      r = PLUGIN_OBJECT_METHOD_FAILED;
+  }
+  if (r == PLUGIN_OBJECT_OK)
+    r = plugin_object_invoke(call->target, call->method->name, -1, NULL, in,
+                             call->num_in, out, call->num_out);
   if (r != PLUGIN_OBJECT_OK) {
-    call->wire_out[0].u.ival = r;
-    /* Nothing came back to release. */
-    for (size_t j = 0; j < call->num_out; j++)
-      memset(&out[j].u, 0, sizeof(out[j].u));
-    release_user_out(out, call->method->outs, call->num_out);
+    /* Only the buffers made above are ours to free. */
+    for (size_t j = 0; j < call->num_out; j++) {
+      if (out[j].type != SRPC_TYPE_STRING && out[j].type != SRPC_TYPE_HANDLE &&
+          out[j].type != PLUGIN_TYPE_OBJECT)
+        free(out[j].u.ptr);
+    }
     fail_results(call->wire_out, call->num_out + 1, r);
     for (size_t i = 0; i < call->num_in; i++) {
       if (call->method->ins[i] == PLUGIN_TYPE_OBJECT)
@@ -637,6 +675,10 @@ static void forward(PluginObjectCall* call,
     }
     plugin_object_unref(call->target);
     srpc_rpc_complete(call->rpc, SRPC_RESULT_OK);
+    pthread_mutex_lock(&g_mu);
+    if (--call->ch->incoming == 0)
+      pthread_cond_broadcast(&call->ch->cv);
+    pthread_mutex_unlock(&g_mu);
     free(call);
     return;
   }
@@ -706,8 +748,12 @@ static void handle_invoke(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   if (status == PLUGIN_OBJECT_OK) {
     call->rpc = rpc;
     call->ch = ch;
+    pthread_mutex_lock(&g_mu);
+    ch->incoming++;
+    pthread_mutex_unlock(&g_mu);
     call->target = target;
     call->method = m;
+    call->wire_in = in;
     call->wire_out = out;
     call->in = (SrpcArg*)(call + 1);
     call->out = call->in + n_in + 1;
@@ -740,6 +786,9 @@ static void handle_invoke(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
     for (size_t i = 0; i < num_undo; i++)
       plugin_object_unref(undo[i]);
     if (status != PLUGIN_OBJECT_OK) {
+      pthread_mutex_lock(&g_mu);
+      ch->incoming--;
+      pthread_mutex_unlock(&g_mu);
       free(call);
       call = NULL;
     }
@@ -772,15 +821,21 @@ static void handle_root(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   (void)in;
   PluginObjects* ch = u;
   uint8_t ref[kRefBytes];
+  int status = PLUGIN_OBJECT_OK;
   pthread_mutex_lock(&g_mu);
-  int len = ch->root != NULL ? encode_ref_locked(ch, ch->root, ref) : 0;
+  if (ch->root == NULL)
+    status = PLUGIN_OBJECT_NO_SUCH_OBJECT;
+  else if (out[1].count < kRefBytes)
+    status = PLUGIN_OBJECT_BAD_ARGUMENTS; /* checked before exporting */
+  int len =
+      status == PLUGIN_OBJECT_OK ? encode_ref_locked(ch, ch->root, ref) : 0;
   pthread_mutex_unlock(&g_mu);
-  out[0].u.ival = ch->root == NULL ? PLUGIN_OBJECT_NO_SUCH_OBJECT
-                  : len < 0        ? PLUGIN_OBJECT_METHOD_FAILED
-                                   : PLUGIN_OBJECT_OK;
+  if (len < 0)
+    status = PLUGIN_OBJECT_METHOD_FAILED;
   char* p = len > 0 ? srpc_arg_alloc(&out[1], (uint32_t)len) : NULL;
   if (p != NULL)
     memcpy(p, ref, (size_t)len);
+  out[0].u.ival = status;
   srpc_rpc_complete(rpc, SRPC_RESULT_OK);
 }
 
@@ -873,12 +928,15 @@ static int fetch_methods(PluginObject* proxy) {
   pthread_mutex_lock(&g_mu);
   bool have = proxy->remote != NULL;
   PluginObjects* ch = proxy->ch;
+  bool usable = ch != NULL && !ch->closed && !ch->stopping;
   uint8_t id[PLUGIN_OBJECT_ID_BYTES];
   memcpy(id, proxy->id, sizeof(id));
+  if (!have && usable)
+    ch->busy++; /* in the same section: the channel cannot go meanwhile */
   pthread_mutex_unlock(&g_mu);
   if (have)
     return PLUGIN_OBJECT_OK;
-  if (ch == NULL)
+  if (!usable)
     return PLUGIN_OBJECT_CLOSED;
   SrpcArg in = {0};
   in.type = SRPC_TYPE_CHAR_ARRAY;
@@ -888,11 +946,21 @@ static int fetch_methods(PluginObject* proxy) {
   out[0].type = SRPC_TYPE_INT;
   out[1].type = SRPC_TYPE_CHAR_ARRAY;
   char* text = malloc(65536);
+  int r = PLUGIN_OBJECT_METHOD_FAILED;
+  if (text != NULL) {
+    out[1].u.carr = text;
+    out[1].count = 65535;
+    int sr = srpc_invoke_args(ch->channel, kMethods, &in, 1, out, 2);
+    r = sr == SRPC_RESULT_OK         ? PLUGIN_OBJECT_OK
+        : sr == SRPC_RESULT_INTERNAL ? PLUGIN_OBJECT_CLOSED
+                                     : PLUGIN_OBJECT_PROTOCOL;
+  }
+  pthread_mutex_lock(&g_mu);
+  if (--ch->busy == 0)
+    pthread_cond_broadcast(&ch->cv);
+  pthread_mutex_unlock(&g_mu);
   if (text == NULL)
-    return PLUGIN_OBJECT_METHOD_FAILED;
-  out[1].u.carr = text;
-  out[1].count = 65535;
-  int r = service_call(ch, kMethods, -1, NULL, &in, 1, out, 2);
+    return r;
   if (r == PLUGIN_OBJECT_OK && out[0].u.ival != PLUGIN_OBJECT_OK)
     r = out[0].u.ival;
   Method* table = NULL;
@@ -901,6 +969,10 @@ static int fetch_methods(PluginObject* proxy) {
     text[out[1].count] = '\0';
     for (const char* c = text; *c; c++)
       n += *c == '\n';
+    if (n > kMaxForwardedMethods) {
+      free(text);
+      return PLUGIN_OBJECT_PROTOCOL; /* no object needs more */
+    }
     table = calloc(n ? n : 1, sizeof(Method));
     char* line = text;
     for (size_t i = 0; table != NULL && i < n; i++) {
@@ -975,6 +1047,7 @@ static void* serve_main(void* arg) {
 }
 
 PluginObjects* plugin_objects_new(int fd) {
+  pthread_once(&g_key_once, make_bucket_key);
   PluginObjects* ch = calloc(1, sizeof(*ch));
   if (ch == NULL) {
     close(fd);
@@ -1021,7 +1094,7 @@ void plugin_objects_free(PluginObjects* ch) {
   pthread_mutex_lock(&g_mu);
   ch->stopping = true;
   pthread_cond_broadcast(&ch->cv);
-  while (ch->busy > 0)
+  while (ch->busy > 0 || ch->incoming > 0)
     pthread_cond_wait(&ch->cv, &g_mu);
   pthread_mutex_unlock(&g_mu);
   pthread_join(ch->release_thread, NULL);
@@ -1055,7 +1128,9 @@ int plugin_objects_root(PluginObjects* ch, int timeout_ms, PluginObject** out) {
   if (r != PLUGIN_OBJECT_OK)
     return r;
   if (res[0].u.ival != PLUGIN_OBJECT_OK)
-    return res[0].u.ival;
+    return res[0].u.ival > 0 && res[0].u.ival <= PLUGIN_OBJECT_PROTOCOL
+               ? res[0].u.ival
+               : PLUGIN_OBJECT_PROTOCOL;
   Export* retired = NULL;
   pthread_mutex_lock(&g_mu);
   r = ch->closed ? PLUGIN_OBJECT_CLOSED
@@ -1191,6 +1266,11 @@ int plugin_object_invoke(PluginObject* proxy,
       } else if (r == PLUGIN_OBJECT_OK) {
         out[k].u = wire_out[k + 1].u;
         out[k].count = wire_out[k + 1].count;
+      } else if (out[k].type == SRPC_TYPE_STRING) {
+        free(wire_out[k + 1].u.str); /* not the caller's after all */
+      } else if (out[k].type == SRPC_TYPE_HANDLE &&
+                 wire_out[k + 1].u.hval >= 0) {
+        close(wire_out[k + 1].u.hval);
       }
     }
   }

@@ -72,8 +72,9 @@ typedef struct PluginObjectClass {
   const PluginMethodDef* methods;
   size_t num_methods;
   /* The peer of `channel` dropped its last reference (the owner's "the
-   * proxy was collected"); also when that channel ends. Runs on a layer
-   * thread, without the layer's lock. May be NULL. */
+   * proxy was collected"); also when that channel ends. Runs without the
+   * layer's lock, on the channel's thread, or on the thread of a call that
+   * received the last reference the peer was sending back. May be NULL. */
   void (*on_released)(PluginObject* object, PluginObjects* channel, void* user);
   /* The object's last reference went: free `user`. May be NULL. */
   void (*destroy)(void* user);
@@ -111,7 +112,9 @@ PLUGIN_OBJECTS_EXPORT PluginObjects* plugin_objects_new(int fd);
 
 /* Ends the channel: every proxy of it is dead (calls give
  * PLUGIN_OBJECT_CLOSED), every object exported on it is released
- * (on_released runs). Not from a method running on this channel. */
+ * (on_released runs). Waits for every call from the peer to be completed
+ * (a method that completes later must do so). Not from a method running
+ * on this channel. */
 PLUGIN_OBJECTS_EXPORT void plugin_objects_free(PluginObjects* channel);
 
 /* The object the peer gets from plugin_objects_root (NULL: none). */

@@ -485,6 +485,103 @@ TEST_F(PluginObjectsTest, DeadPeerKillsProxiesAndReleasesExports) {
   plugin_object_unref(local);
 }
 
+// A (the owner) <-> H <-> B: H makes A's root the root it offers B, so
+// every call B makes goes through H. Every type, object results and
+// failures pass through.
+TEST(PluginObjectsForwardTest, EveryTypeThroughAForwarder) {
+  int ah[2], hb[2];
+  ASSERT_EQ(0, imc_socketpair(ah));
+  ASSERT_EQ(0, imc_socketpair(hb));
+  PluginObjects* a_side = plugin_objects_new(ah[0]);
+  PluginObjects* h_of_a = plugin_objects_new(ah[1]);
+  PluginObjects* h_of_b = plugin_objects_new(hb[0]);
+  PluginObjects* b_side = plugin_objects_new(hb[1]);
+  State state;
+  PluginObject* root = plugin_object_new(&kClass, &state);
+  plugin_objects_set_root(a_side, root);
+  PluginObject* pa = nullptr;
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_objects_root(h_of_a, 5000, &pa));
+  plugin_objects_set_root(h_of_b, pa);
+  PluginObject* pb = nullptr;
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_objects_root(b_side, 5000, &pb));
+
+  char carr[3] = {'x', 'y', 'z'};
+  int32_t iarr[2] = {4, 5};
+  int p[2];
+  ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+  SrpcArg in[10] = {};
+  const char types[] = "bCdDhiIlLs";
+  for (int i = 0; i < 10; i++)
+    in[i].type = types[i];
+  in[1].u.carr = carr;
+  in[1].count = 3;
+  in[4].u.hval = p[1];
+  in[6].u.iarr = iarr;
+  in[6].count = 2;
+  in[9].u.str = const_cast<char*>("through");
+  in[9].count = 7;
+  char c_out[8];
+  double d_out[2];
+  int32_t i_out[4];
+  int64_t l_out[2];
+  SrpcArg out[10] = {};
+  for (int i = 0; i < 10; i++)
+    out[i].type = types[i];
+  out[1].u.carr = c_out;
+  out[1].count = 8;
+  out[3].u.darr = d_out;
+  out[3].count = 2;
+  out[6].u.iarr = i_out;
+  out[6].count = 4;
+  out[8].u.larr = l_out;
+  out[8].count = 2;
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_invoke(pb, "echo_all", 5000,
+                                                   nullptr, in, 10, out, 10));
+  EXPECT_EQ(3u, out[1].count);
+  EXPECT_EQ(0, memcmp(c_out, "xyz", 3));
+  EXPECT_EQ(2u, out[6].count);
+  EXPECT_EQ(5, i_out[1]);
+  EXPECT_STREQ("through", out[9].u.str);
+  free(out[9].u.str);
+  ASSERT_GE(out[4].u.hval, 0);
+  ASSERT_EQ(1, write(out[4].u.hval, "!", 1));  // A's copy of our pipe
+  char c = 0;
+  ASSERT_EQ(1, read(p[0], &c, 1));
+  EXPECT_EQ('!', c);
+  close(out[4].u.hval);
+  // Objects made at A come to B (through H), and failures pass through.
+  SrpcArg child = {};
+  child.type = PLUGIN_TYPE_OBJECT;
+  ASSERT_EQ(PLUGIN_OBJECT_OK,
+            plugin_object_invoke(pb, "make_child", 5000, nullptr, nullptr, 0,
+                                 &child, 1));
+  int32_t sum = 0;
+  SrpcArg args[2] = {};
+  args[0].type = args[1].type = SRPC_TYPE_INT;
+  args[0].u.ival = 2;
+  args[1].u.ival = 3;
+  SrpcArg res = {};
+  res.type = SRPC_TYPE_INT;
+  EXPECT_EQ(PLUGIN_OBJECT_OK,
+            plugin_object_invoke(static_cast<PluginObject*>(child.u.ptr), "add",
+                                 5000, nullptr, args, 2, &res, 1));
+  sum = res.u.ival;
+  EXPECT_EQ(5, sum);
+  plugin_object_unref(static_cast<PluginObject*>(child.u.ptr));
+  EXPECT_EQ(
+      PLUGIN_OBJECT_METHOD_FAILED,
+      plugin_object_invoke(pb, "fail", 5000, nullptr, nullptr, 0, nullptr, 0));
+  close(p[0]);
+  close(p[1]);
+  plugin_object_unref(pb);
+  plugin_objects_free(b_side);
+  plugin_objects_free(h_of_b);
+  plugin_object_unref(pa);
+  plugin_objects_free(h_of_a);
+  plugin_objects_free(a_side);
+  plugin_object_unref(root);
+}
+
 size_t ResidentKiB() {
   FILE* f = fopen("/proc/self/statm", "re");
   long pages = 0, resident = 0;
