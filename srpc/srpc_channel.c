@@ -403,8 +403,7 @@ static int round_trip(SrpcChannel* ch,
       r = SRPC_RESULT_CANCELLED;
     } else if (deadline != NULL && ms_until(deadline) == 0) {
       r = SRPC_RESULT_TIMED_OUT;
-    } else if (!ch->reading &&
-               !(bounded && ch->serving > ch->dispatching)) {
+    } else if (!ch->reading && !(bounded && ch->serving > ch->dispatching)) {
       read_one(ch, false, cancel_fd, deadline);
     } else if (deadline != NULL) {
       pthread_cond_timedwait(&ch->cv, &ch->mu, deadline);

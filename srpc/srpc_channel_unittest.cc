@@ -605,7 +605,7 @@ TEST_F(SrpcRawTest, MalformedRequestsGetTheMatchingCode) {
          return b;
        }(),
        SRPC_RESULT_BAD_ARG_TYPE},
-      {"result capacity beyond the limit",
+      {"a result of the wrong type, its capacity beyond the limit",
        [this] {
          auto b = AddRequest(4);
          b[28] = 'C';  // the template: a char array of 0xffffffff
@@ -613,7 +613,7 @@ TEST_F(SrpcRawTest, MalformedRequestsGetTheMatchingCode) {
            b[28 + static_cast<size_t>(k)] = 0xff;
          return b;
        }(),
-       SRPC_RESULT_NO_MEMORY},
+       SRPC_RESULT_OUT_ARG_TYPE_MISMATCH},
   };
   for (const auto& c : cases) {
     SrpcMessage m = Call(c.body);

@@ -333,22 +333,23 @@ static void start_connection(BoundServer* server,
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  bool started = false;
   if (c != NULL && ch != NULL) {
     c->server = server;
     c->channel = ch;
     pthread_mutex_lock(&server->mu);
     server->live++;
     pthread_mutex_unlock(&server->mu);
-    if (pthread_create(&thread, &attr, connection_main, c) == 0) {
-      ch = NULL;
-    } else {
+    /* Once started, `c` is the thread's: it may be gone already. */
+    started = pthread_create(&thread, &attr, connection_main, c) == 0;
+    if (!started) {
       pthread_mutex_lock(&server->mu);
       server->live--;
       pthread_mutex_unlock(&server->mu);
     }
   }
   pthread_attr_destroy(&attr);
-  if (ch != NULL || c == NULL || c->channel == NULL) {
+  if (!started) {
     free(c);
     srpc_channel_free(ch);
   }

@@ -298,9 +298,14 @@ static int decode_args(const uint8_t* data,
     size_t size = srpc_type_element_size(t->type);
     if (size != 0 && t->count > SIZE_MAX / size)
       return SRPC_RESULT_NO_MEMORY;
+    /* A capacity is what the caller could take, not what it sends: one
+     * beyond what this side would ever send is cut to that, so that a
+     * handler can never be asked to make more than the limit. */
     size_t bytes = (size_t)t->count * size;
-    if (bytes > max_bytes - capacity)
-      return SRPC_RESULT_NO_MEMORY;
+    if (bytes > max_bytes - capacity) {
+      t->count = (uint32_t)((max_bytes - capacity) / size);
+      bytes = (size_t)t->count * size;
+    }
     capacity += bytes;
   }
   /* Records first, bodies after: a value is released only once read. */

@@ -303,9 +303,6 @@ TEST(SrpcWireTest, DecodeReportsEveryKindOfBadMessage) {
        Body(head + "00000001 00000000 0000004c 00000000 ffffffff 00000000",
             "12345678"),
        SRPC_RESULT_MESSAGE_TRUNCATED},
-      {"result capacity beyond the limit",
-       Hex(head + "00000000 00000001 0000004c 00000000 ffffffff 00000000"),
-       SRPC_RESULT_NO_MEMORY},
       {"handle without a descriptor",
        Hex(head + "00000001 00000000 00000068 00000000 00000000 00000000"),
        SRPC_RESULT_MESSAGE_TRUNCATED},
@@ -321,6 +318,21 @@ TEST(SrpcWireTest, DecodeReportsEveryKindOfBadMessage) {
     if (r == SRPC_RESULT_OK)
       srpc_message_free(&m);
   }
+}
+
+// A result capacity is what the caller could take: one beyond what this
+// side would ever send is cut to the limit, never refused or allocated.
+TEST(SrpcWireTest, ResultCapacitiesBeyondTheLimitAreCutToIt) {
+  std::vector<uint8_t> body =
+      Hex("c0da0002 00000001 00000001 00000002 00000100 00000000 00000002"
+          "00000043 00000000 ffffffff 00000000"    // C: 4 GiB - 1 elements
+          "0000004c 00000000 ffffffff 00000000");  // L: as many int64
+  SrpcMessage m;
+  ASSERT_EQ(SRPC_RESULT_OK, srpc_wire_decode(body.data(), body.size(), nullptr,
+                                             0, 1 << 20, &m));
+  EXPECT_EQ(1u << 20, m.templates[0].count);  // the whole limit
+  EXPECT_EQ(0u, m.templates[1].count);        // nothing left for the second
+  srpc_message_free(&m);
 }
 
 TEST(SrpcWireTest, DecodeClosesDescriptorsItDoesNotUse) {

@@ -1,0 +1,298 @@
+// Every server of the tree against a hostile peer (hostile_peer, a real
+// process): an SRPC server behind a BoundSocket (its accept loop and its
+// channels), the plugin host's make_socket sockets, and the open() broker.
+// For each attack, all four must hold:
+//   1. the hostile end gets an error or a clean close; nothing crashes and
+//      no sanitizer reports (the run's own check);
+//   2. no descriptor leaks in this process (the server's);
+//   3. a well-behaved client of the same server keeps getting correct
+//      answers during the attack (its slowest answer is printed);
+//   4. memory stays bounded (resident growth under a documented cap).
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "imc/imc.h"
+#include "plugin/broker/broker.h"
+#include "plugin/broker/broker_client.h"
+#include "plugin/host/plugin_host.h"
+#include "srpc/srpc.h"
+#include "testing/harness/child_process.h"
+#include "testing/harness/descriptors.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsSince(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+size_t ResidentMiB() {
+  FILE* f = fopen("/proc/self/statm", "re");
+  long pages = 0, resident = 0;
+  if (f != nullptr) {
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+      resident = 0;
+    fclose(f);
+  }
+  return static_cast<size_t>(resident) * 4 / 1024;
+}
+
+// What a peer can make a server hold: one message of the server's bound
+// (1 MiB here), a receive window, and the kernel's buffers, per connection;
+// with the allocator's slack, well under this.
+const size_t kMemoryCapMiB = 96;
+
+// Runs hostile_peer with `attack`, giving it `fd` as descriptor 3.
+harness::ChildStatus Attack(const std::string& attack, int fd, int count) {
+  pid_t pid = harness::SpawnProcess(harness::HelperPath("hostile_peer"),
+                                    {attack, std::to_string(count)}, {{fd, 3}});
+  return harness::WaitForChild(pid, 60000);
+}
+
+// Waits until the descriptor count is back to `want` (servers end their
+// side of a connection a little after the peer goes).
+bool SettlesTo(size_t want) {
+  for (int i = 0; i < 5000; i++) {
+    if (harness::CountOpenDescriptors() == want)
+      return true;
+    usleep(1000);
+  }
+  return harness::CountOpenDescriptors() == want;
+}
+
+const char* const kChannelAttacks[] = {
+    "garbage",    "lying-lengths", "max-fds",    "wrong-kinds",
+    "half-close", "kill-mid",      "never-read",
+};
+
+// ---- An SRPC server behind a BoundSocket ----
+
+void Add(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void*) {
+  out[0].u.ival = in[0].u.ival + in[1].u.ival;
+  srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+}
+
+const SrpcMethod kMethods[] = {{"add:ii:i", Add}};
+
+class SrpcServerUnderAttack : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    service_ = srpc_service_new(kMethods, 1, nullptr, nullptr, nullptr);
+    ASSERT_EQ(0, imc_makeboundsock(sock_));
+    server_ =
+        std::thread([this] { srpc_serve_bound(sock_[0], service_, 1 << 20); });
+    good_ = srpc_channel_new(imc_connect(sock_[1]), nullptr, 0);
+    ASSERT_EQ(SRPC_RESULT_OK, srpc_channel_discover(good_));
+  }
+  void TearDown() override {
+    srpc_channel_free(good_);
+    close(sock_[1]);  // no address left: the server returns
+    server_.join();
+    close(sock_[0]);
+    srpc_service_free(service_);
+  }
+  // Calls add on the good channel until `stop`; records the slowest.
+  void GoodClient(std::atomic<bool>* stop, double* slowest, int* wrong) {
+    for (int i = 0; !stop->load() || i < 10; i++) {
+      auto t0 = Clock::now();
+      int32_t sum = -1;
+      if (srpc_invoke(good_, "add", i, 1, &sum) != SRPC_RESULT_OK ||
+          sum != i + 1)
+        (*wrong)++;
+      *slowest = std::max(*slowest, MsSince(t0));
+    }
+  }
+
+  int sock_[2];
+  SrpcService* service_ = nullptr;
+  SrpcChannel* good_ = nullptr;
+  std::thread server_;
+};
+
+TEST_P(SrpcServerUnderAttack, ServesTheGoodClientAndKeepsNothing) {
+  std::string attack = GetParam();
+  size_t fds = harness::CountOpenDescriptors();
+  size_t rss = ResidentMiB();
+  std::atomic<bool> stop{false};
+  double slowest = 0;
+  int wrong = 0;
+  std::thread good([&] { GoodClient(&stop, &slowest, &wrong); });
+  harness::ChildStatus status;
+  if (attack == "connect-flood" || attack == "bad-connects") {
+    status = Attack(attack == "bad-connects" ? "wrong-kinds" : attack, sock_[1],
+                    200);
+  } else {
+    int conn = imc_connect(sock_[1]);
+    ASSERT_GE(conn, 0);
+    status = Attack(attack, conn, 200);
+    close(conn);
+  }
+  stop = true;
+  good.join();
+  printf("%s: the good client's slowest call took %.2f ms\n", attack.c_str(),
+         slowest);
+  EXPECT_FALSE(status.timed_out) << status.Describe();
+  EXPECT_EQ(0, wrong);
+  EXPECT_TRUE(SettlesTo(fds))
+      << harness::CountOpenDescriptors() << " vs " << fds;
+  EXPECT_LT(ResidentMiB(), rss + kMemoryCapMiB);
+  // And the server still serves new clients.
+  SrpcChannel* again = srpc_channel_new(imc_connect(sock_[1]), nullptr, 0);
+  EXPECT_EQ(SRPC_RESULT_OK, srpc_channel_discover(again));
+  srpc_channel_free(again);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Attacks,
+    SrpcServerUnderAttack,
+    ::testing::Values("garbage",
+                      "lying-lengths",
+                      "max-fds",
+                      "wrong-kinds",
+                      "half-close",
+                      "kill-mid",
+                      "never-read",
+                      "connect-flood",
+                      "bad-connects"),
+    [](const ::testing::TestParamInfo<const char*>& param) {
+      std::string name = param.param;
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
+
+// ---- The plugin host: make_socket sockets and the broker ----
+
+struct Echo {
+  int messages = 0;
+  int ends = 0;
+};
+
+// Answers every message on the socket it came from.
+void EchoBack(PluginSocket* s, PluginMessage* m, int, void* user) {
+  Echo* e = static_cast<Echo*>(user);
+  if (m == nullptr) {
+    e->ends++;
+    return;
+  }
+  e->messages++;
+  plugin_socket_send(s, "ok", 2, nullptr, 0);
+}
+
+class HostUnderAttack : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(HostUnderAttack, MakeSocketAndBrokerServeTheGoodModule) {
+  std::string attack = GetParam();
+  size_t fds = harness::CountOpenDescriptors();
+  size_t rss = ResidentMiB();
+  char dir[] = "/tmp/hostile_XXXXXX";
+  ASSERT_NE(nullptr, mkdtemp(dir));
+  std::string file = std::string(dir) + "/f";
+  close(open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+  PluginHost* host = plugin_host_new(nullptr);
+  BrokerPolicy* policy = broker_policy_new();
+  ASSERT_EQ(0, broker_policy_allow(policy, dir,
+                                   BROKER_ALLOW_READ | BROKER_RECURSIVE));
+  // The hostile end gets a socket and a broker of its own; the good one
+  // uses others served by the same main thread.
+  Echo hostile_echo, good_echo;
+  PluginSocket *hostile_socket = nullptr, *good_socket = nullptr;
+  int hostile_fd =
+      plugin_make_socket(host, EchoBack, &hostile_echo, &hostile_socket);
+  int good_fd = plugin_make_socket(host, EchoBack, &good_echo, &good_socket);
+  BrokerServer *hostile_broker = nullptr, *good_broker = nullptr;
+  int hostile_broker_fd =
+      broker_serve(host, policy, nullptr, nullptr, &hostile_broker);
+  int good_broker_fd =
+      broker_serve(host, policy, nullptr, nullptr, &good_broker);
+
+  std::atomic<bool> done{false};
+  double slowest = 0;
+  int wrong = 0;
+  std::thread good([&] {
+    for (int i = 0; !done.load() || i < 10; i++) {
+      auto t0 = Clock::now();
+      char reply[8];
+      NaClImcMsgIoVec iov = {const_cast<char*>("hello"), 5};
+      NaClImcMsgHdr msg = {&iov, 1, nullptr, 0, 0};
+      NaClImcMsgIoVec riov = {reply, sizeof(reply)};
+      NaClImcMsgHdr rmsg = {&riov, 1, nullptr, 0, 0};
+      if (imc_sendmsg(good_fd, &msg, 0) != 5 ||
+          imc_recvmsg(good_fd, &rmsg, 0) != 2)
+        wrong++;
+      int f = broker_open_at(good_broker_fd, file.c_str(), O_RDONLY, 0);
+      if (f < 0)
+        wrong++;
+      else
+        close(f);
+      slowest = std::max(slowest, MsSince(t0));
+    }
+  });
+  std::thread attacker([&] {
+    harness::ChildStatus a = Attack(attack, hostile_fd, 200);
+    harness::ChildStatus b = Attack(attack, hostile_broker_fd, 200);
+    EXPECT_FALSE(a.timed_out) << a.Describe();
+    EXPECT_FALSE(b.timed_out) << b.Describe();
+    done = true;
+  });
+  // The main thread serves everything while both run.
+  auto start = Clock::now();
+  while (!done.load() && MsSince(start) < 120000) {
+    plugin_host_run_until_idle(host);
+    usleep(100);
+  }
+  while (plugin_host_run_until_idle(host) > 0) {
+  }
+  attacker.join();
+  // Let the good client finish its last rounds with the loop running.
+  std::atomic<bool> joined{false};
+  std::thread joiner([&] {
+    good.join();
+    joined = true;
+  });
+  while (!joined.load())
+    plugin_host_run_until_idle(host);
+  joiner.join();
+  printf("%s: the good module's slowest round took %.2f ms\n", attack.c_str(),
+         slowest);
+  EXPECT_EQ(0, wrong);
+  EXPECT_GT(good_echo.messages, 0);
+  close(hostile_fd);
+  close(hostile_broker_fd);
+  close(good_fd);
+  close(good_broker_fd);
+  plugin_socket_close(hostile_socket);
+  plugin_socket_close(good_socket);
+  broker_server_free(hostile_broker);
+  broker_server_free(good_broker);
+  plugin_host_free(host);
+  broker_policy_free(policy);
+  unlink(file.c_str());
+  rmdir(dir);
+  EXPECT_TRUE(SettlesTo(fds))
+      << harness::CountOpenDescriptors() << " vs " << fds;
+  EXPECT_LT(ResidentMiB(), rss + kMemoryCapMiB);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Attacks,
+    HostUnderAttack,
+    ::testing::ValuesIn(kChannelAttacks),
+    [](const ::testing::TestParamInfo<const char*>& param) {
+      std::string name = param.param;
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
+
+}  // namespace
