@@ -686,6 +686,30 @@ TEST_F(PluginModuleTest, ModuleKilledWithLiveProxies) {
   plugin_object_unref(mine);
 }
 
+// Posts made before the host starts the module wait, in order, with their
+// descriptors; the runtime refuses bad input and a second init.
+TEST_F(PluginModuleTest, PostsBeforeStartArriveInOrderAfterIt) {
+  Events e;
+  PluginModule* m;
+  ASSERT_EQ(PLUGIN_OK, Launch({"--manual", "--early-posts"}, &e, &m));
+  ASSERT_TRUE(RunUntil([&] { return e.messages.size() == 5 || e.exits; }));
+  ASSERT_EQ(0, e.exits) << "the module's checks failed: status " << e.status;
+  for (int i = 0; i < 5; i++)
+    EXPECT_EQ("early" + std::to_string(i), e.messages[static_cast<size_t>(i)]);
+  ASSERT_EQ(1u, e.fds[0].size());
+  EXPECT_GE(e.fds[0][0], 0);
+  for (auto& fds : e.fds) {
+    for (int fd : fds)
+      close(fd);
+  }
+  // The quota of 10 bytes was passed before start (once).
+  SrpcArg out = {};
+  out.type = SRPC_TYPE_INT;
+  ASSERT_EQ(SRPC_RESULT_OK,
+            plugin_module_call(m, "quota_calls", 10000, nullptr, 0, &out, 1));
+  EXPECT_GE(out.u.ival, 1);
+}
+
 struct SocketLog {
   std::vector<std::string> messages;
   size_t fds = 0;

@@ -1,16 +1,22 @@
 /* A module for the plugin layer's tests: methods that exercise every path
  * of the runtime, and modes that misbehave at start-up.
  *
- *   plugin_test_module [--echo | --manual] [--log-at-start]
+ *   plugin_test_module [--echo | --manual] [--log-at-start] [--early-posts]
  *   plugin_test_module --never-accept     sleeps without starting
  *   plugin_test_module --exit-now CODE    exits before starting
  *   plugin_test_module --accept-once      accepts the control channel only
  *
  * --echo: every message from the host is posted back, descriptors too.
- * --manual (the default): messages wait until `drain` reads them. */
+ * --manual (the default): messages wait until `drain` reads them.
+ * --early-posts: right after init (before the host has started it),
+ * checks the runtime's refusals of bad input, sets a quota of 10 bytes and
+ * posts 5 messages ("early0".."early4", the first with a descriptor of
+ * /dev/null); exits 3 if a check fails. */
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -213,6 +219,21 @@ static void start_fds(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
                              : SRPC_RESULT_NO_MEMORY);
 }
 
+static int g_quota_calls;
+
+static void count_quota(size_t queued, void* u) {
+  (void)queued;
+  (void)u;
+  g_quota_calls++;
+}
+
+static void quota_calls(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
+  (void)in;
+  (void)u;
+  out[0].u.ival = g_quota_calls;
+  srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+}
+
 /* Lists the open descriptors, ascending, as "0 1 2 3". */
 static void list_fds(char* out, size_t size) {
   int fds[64];
@@ -240,6 +261,7 @@ static void list_fds(char* out, size_t size) {
 }
 
 static const SrpcMethod kMethods[] = {
+    {"quota_calls::i", quota_calls},
     {"start_fds::s", start_fds},
     {"add:ii:i", add},
     {"echo:C:C", echo},
@@ -348,10 +370,48 @@ int main(int argc, char** argv) {
   config.num_methods = sizeof(kMethods) / sizeof(kMethods[0]);
   if (strcmp(mode, "--echo") == 0)
     config.on_message = echo_message;
+  config.on_quota = count_quota;
+  bool early = false;
+  for (int i = 1; i < argc; i++)
+    early |= strcmp(argv[i], "--early-posts") == 0;
+  if (early) {
+    /* Refusals before init, and of a bad table. */
+    PluginMessage m;
+    if (plugin_runtime_post("x", 1, NULL, 0) != PLUGIN_ERROR_INVALID_ARGUMENT ||
+        plugin_runtime_receive(&m, 0) != PLUGIN_ERROR_INVALID_ARGUMENT ||
+        plugin_runtime_wait_started(0) != PLUGIN_ERROR_INVALID_ARGUMENT ||
+        plugin_runtime_wait_address("a", 0) != -1)
+      return 3;
+    SrpcMethod bad[] = {{"no colons", add}};
+    PluginRuntimeConfig wrong = config;
+    wrong.methods = bad;
+    wrong.num_methods = 1;
+    if (plugin_runtime_init(&wrong) != PLUGIN_ERROR_INVALID_ARGUMENT ||
+        plugin_runtime_init(NULL) != PLUGIN_ERROR_INVALID_ARGUMENT)
+      return 3;
+  }
   int r = plugin_runtime_init(&config);
   if (r != PLUGIN_OK) {
     fprintf(stderr, "plugin_test_module: %s\n", plugin_result_string(r));
     return 2;
+  }
+  if (early) {
+    if (plugin_runtime_init(&config) != PLUGIN_ERROR_INVALID_ARGUMENT)
+      return 3; /* a second init */
+    plugin_runtime_set_quota(10);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int bad_fd = 1000;
+    if (plugin_runtime_post("x", 1, &bad_fd, 1) == PLUGIN_OK ||
+        plugin_runtime_post(NULL, 5, NULL, 0) == PLUGIN_OK)
+      return 3;
+    for (int i = 0; i < 5; i++) {
+      char text[8];
+      snprintf(text, sizeof(text), "early%d", i);
+      if (plugin_runtime_post(text, 6, i == 0 ? &devnull : NULL,
+                              i == 0 ? 1 : 0) != PLUGIN_OK)
+        return 3;
+    }
+    close(devnull);
   }
   PluginObject* root = plugin_object_new(&kRootClass, NULL);
   plugin_runtime_set_root_object(root);
