@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "imc/imc.h"
@@ -123,7 +124,9 @@ void Print(const Comparison& c, const std::string& csv_path) {
   FILE* f = fopen(csv_path.c_str(), "ae");
   if (f == nullptr)
     return;
-  fprintf(f, "%s,%.1f,%.1f,%.4f,%.4f,%.4f\n", c.name.c_str(), base, subject,
+  std::string name = c.name;  // one field: no commas in it
+  std::replace(name.begin(), name.end(), ',', ';');
+  fprintf(f, "\"%s\",%.1f,%.1f,%.4f,%.4f,%.4f\n", name.c_str(), base, subject,
           subject / base, *lo, *hi);
   fclose(f);
 }
