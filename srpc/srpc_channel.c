@@ -266,7 +266,8 @@ static void read_one(SrpcChannel* ch,
   pthread_mutex_lock(&ch->mu);
   if (server_loop) {
     ch->dispatching--;
-    pthread_cond_broadcast(&ch->cv); /* a bounded caller may wait on us */
+    if (ch->bounded_waiting > 0)
+      pthread_cond_broadcast(&ch->cv); /* one may wait for us to read */
   }
 }
 
@@ -396,6 +397,8 @@ static int round_trip(SrpcChannel* ch,
   bool bounded = cancel != NULL || deadline != NULL;
   int cancel_fd = cancel != NULL ? srpc_cancel_fd(cancel) : -1;
   pthread_mutex_lock(&ch->mu);
+  if (bounded)
+    ch->bounded_waiting++;
   while (r == SRPC_RESULT_OK && !call->done) {
     if (ch->closed) {
       r = SRPC_RESULT_INTERNAL;
@@ -411,6 +414,8 @@ static int round_trip(SrpcChannel* ch,
       pthread_cond_wait(&ch->cv, &ch->mu);
     }
   }
+  if (bounded)
+    ch->bounded_waiting--;
   for (SrpcPendingCall** p = &ch->pending; *p != NULL; p = &(*p)->next) {
     if (*p == call) {
       *p = call->next;

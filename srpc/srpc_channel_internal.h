@@ -41,6 +41,7 @@ struct SrpcChannel {
   int wake_fd;     /* eventfd: interrupts a server loop's wait for input */
   int serving;     /* server loops running */
   int dispatching; /* of those, running a handler (not able to read) */
+  int bounded_waiting; /* bounded callers waiting for a reply */
   int outstanding; /* requests dispatched and not yet completed */
   bool reading;    /* one thread at a time receives */
   bool closed;     /* end of stream or failure: no reply will come */
