@@ -242,6 +242,25 @@ TEST(PluginPipeRawTest, OneDatagramIsOneMessageAndOversizeEndsIt) {
   close(pair[1]);
 }
 
+TEST(PluginPipeRawTest, PeerGoneInTheMiddleOfAMessageIsEproto) {
+  int pair[2];
+  ASSERT_EQ(0, imc_socketpair(pair));
+  Counters c;
+  PluginPipe* p = NewPipe(pair[0], &c);
+  // BEGIN of a 100 KiB message, one full chunk, then the peer goes.
+  std::string d(8 + 65536, 'x');
+  uint32_t kind = 0x4e474542u, total = 100 * 1024;
+  memcpy(&d[0], &kind, 4);
+  memcpy(&d[4], &total, 4);
+  ASSERT_GT(imc_test::Send(pair[1], d), 0);
+  close(pair[1]);
+  PluginMessage m;
+  int error = 0;
+  EXPECT_EQ(-1, plugin_pipe_pop_wait(p, &m, &error, 5000, nullptr));
+  EXPECT_EQ(EPROTO, error);
+  plugin_pipe_free(p);
+}
+
 TEST(PluginPipeRawTest, FramingErrorEndsAFramedPipeWithEproto) {
   int pair[2];
   ASSERT_EQ(0, imc_socketpair(pair));

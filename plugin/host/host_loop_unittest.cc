@@ -226,6 +226,23 @@ TEST(PluginHostLoopTest, FreeRunsTheTasksStillQueued) {
   EXPECT_EQ(1, ran);
 }
 
+TEST(PluginHostLoopTest, WatchErrorsAndWatchesLeftAtFree) {
+  PluginHost* host = plugin_host_new(nullptr);
+  auto cb = [](int, uint32_t, void*) {};
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_host_watch_fd(host, -1, EPOLLIN, cb, nullptr));
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_host_watch_fd(host, 0, EPOLLIN, nullptr, nullptr));
+  EXPECT_EQ(PLUGIN_ERROR_SYSTEM, plugin_host_watch_fd(host, 1000, EPOLLIN, cb,
+                                                      nullptr));  // not open
+  int p[2];
+  ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+  EXPECT_EQ(PLUGIN_OK, plugin_host_watch_fd(host, p[0], EPOLLIN, cb, nullptr));
+  plugin_host_free(host);  // the watch goes with the host
+  close(p[0]);
+  close(p[1]);
+}
+
 TEST(PluginHostLoopTest, BadMethodTableIsRefused) {
   SrpcMethod bad[] = {{"no colons", nullptr}};
   PluginHostOptions options = {};

@@ -249,6 +249,60 @@ TEST_F(PluginModuleTest, ModuleCallsTheHostOnItsChannelsAndLogs) {
   EXPECT_EQ("2:hello host", e.logs[1]);
 }
 
+// What a module can make the host hold is bounded: log lines are cut to
+// PLUGIN_MAX_LOG_BYTES, extra channels stop at 64.
+TEST_F(PluginModuleTest, LogLinesAndExtraChannelsAreBounded) {
+  Events e;
+  PluginModule* m;
+  ASSERT_EQ(PLUGIN_OK, Launch({}, &e, &m));
+  EXPECT_EQ(SRPC_RESULT_OK,
+            plugin_module_call(m, "log_long", 10000, nullptr, 0, nullptr, 0));
+  ASSERT_TRUE(RunUntil([&] { return e.logs.size() == 1; }));
+  EXPECT_EQ(2u + 4096u, e.logs[0].size());  // "0:" and the cut text
+  SrpcArg in = {};
+  in.type = SRPC_TYPE_INT;
+  in.u.ival = 70;
+  SrpcArg out = {};
+  out.type = SRPC_TYPE_INT;
+  ASSERT_EQ(SRPC_RESULT_OK,
+            plugin_module_call(m, "open_channels", 30000, &in, 1, &out, 1));
+  EXPECT_EQ(64, out.u.ival);
+}
+
+TEST_F(PluginModuleTest, BadArgumentsAndWrongThreadsAreRefused) {
+  Events e;
+  PluginModule* m;
+  ASSERT_EQ(PLUGIN_OK, Launch({}, &e, &m));
+  PluginMessage msg;
+  PluginObjects* objects = nullptr;
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_module_post(nullptr, "x", 1, nullptr, 0));
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_module_wait_message(m, 0, nullptr));
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT, plugin_module_objects(m, nullptr));
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_module_give_address(m, nullptr, m));
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_module_give_address(m, std::string(300, 'n').c_str(), m));
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT,
+            plugin_module_shutdown(nullptr, 0, nullptr));
+  EXPECT_EQ(SRPC_RESULT_INTERNAL,
+            plugin_module_call(nullptr, "add", 0, nullptr, 0, nullptr, 0));
+  PluginLaunchOptions o = {};
+  EXPECT_EQ(PLUGIN_ERROR_INVALID_ARGUMENT, plugin_module_launch(host_, &o, &m));
+  std::thread([&] {
+    EXPECT_EQ(PLUGIN_ERROR_WRONG_THREAD, plugin_module_objects(m, &objects));
+    EXPECT_EQ(PLUGIN_ERROR_WRONG_THREAD, plugin_module_give_address(m, "a", m));
+    EXPECT_EQ(PLUGIN_ERROR_WRONG_THREAD, plugin_module_shutdown(m, 0, nullptr));
+    o.path = "/bin/true";
+    PluginModule* other = nullptr;
+    EXPECT_EQ(PLUGIN_ERROR_WRONG_THREAD,
+              plugin_module_launch(host_, &o, &other));
+    EXPECT_EQ(PLUGIN_ERROR_WRONG_THREAD,
+              plugin_module_wait_message(m, 0, &msg));
+  }).join();
+}
+
 TEST_F(PluginModuleTest, ExitAndCrashReachTheEmbedderOnceWithTheirStatus) {
   Events e1, e2;
   PluginModule *m1, *m2;

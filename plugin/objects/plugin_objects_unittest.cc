@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -334,6 +335,33 @@ TEST_F(PluginObjectsTest, ErrorsHaveTheirCodes) {
   EXPECT_STREQ("no such object",
                plugin_object_result_string(PLUGIN_OBJECT_NO_SUCH_OBJECT));
   plugin_object_unref(m);
+}
+
+TEST(PluginObjectsClassTest, BadTablesAreRefusedAndResultsNamed) {
+  const PluginMethodDef bad_signature[] = {{"no colons", Add}};
+  const PluginMethodDef bad_type[] = {{"f:x:", Add}};
+  const PluginMethodDef variadic[] = {{"f:*:", Add}};
+  const PluginMethodDef twice[] = {{"f::", Add}, {"f:i:", Add}};
+  const PluginMethodDef no_fn[] = {{"f::", nullptr}};
+  for (const auto& table :
+       {std::make_pair(bad_signature, 1), std::make_pair(bad_type, 1),
+        std::make_pair(variadic, 1), std::make_pair(twice, 2),
+        std::make_pair(no_fn, 1)}) {
+    PluginObjectClass cls = {table.first, static_cast<size_t>(table.second),
+                             nullptr, nullptr};
+    EXPECT_EQ(nullptr, plugin_object_new(&cls, nullptr));
+  }
+  EXPECT_EQ(nullptr, plugin_object_new(nullptr, nullptr));
+  State state;
+  PluginObject* o = plugin_object_new(&kClass, &state);
+  EXPECT_EQ(&state, plugin_object_user(o));
+  EXPECT_FALSE(plugin_object_is_proxy(o));
+  EXPECT_TRUE(plugin_object_is_alive(o));
+  plugin_object_unref(o);
+  EXPECT_EQ(1, state.destroyed);
+  for (int r = PLUGIN_OBJECT_OK; r <= PLUGIN_OBJECT_PROTOCOL; r++)
+    EXPECT_STRNE("unknown result", plugin_object_result_string(r)) << r;
+  EXPECT_STREQ("unknown result", plugin_object_result_string(99));
 }
 
 TEST_F(PluginObjectsTest, PropertiesByConvention) {

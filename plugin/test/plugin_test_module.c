@@ -260,7 +260,33 @@ static void list_fds(char* out, size_t size) {
     used += (size_t)snprintf(out + used, size - used, i ? " %d" : "%d", fds[i]);
 }
 
+/* log_long::: a log line longer than the host takes. */
+static void log_long(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
+  (void)in;
+  (void)out;
+  (void)u;
+  char text[5001];
+  memset(text, 'L', 5000);
+  text[5000] = '\0';
+  srpc_rpc_complete(rpc, plugin_runtime_log(0, text));
+}
+
+/* open_channels:i:i: asks the host for `n` more channels; answers how many
+ * it got. */
+static void open_channels(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
+  (void)u;
+  int got = 0;
+  for (int i = 0; i < in[0].u.ival; i++) {
+    if (plugin_runtime_open_channel() != NULL)
+      got++;
+  }
+  out[0].u.ival = got;
+  srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+}
+
 static const SrpcMethod kMethods[] = {
+    {"log_long::", log_long},
+    {"open_channels:i:i", open_channels},
     {"quota_calls::i", quota_calls},
     {"start_fds::s", start_fds},
     {"add:ii:i", add},
