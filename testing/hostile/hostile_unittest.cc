@@ -9,9 +9,11 @@
 //      answers during the attack (its slowest answer is printed);
 //   4. memory stays bounded (resident growth under a documented cap).
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -294,5 +296,126 @@ INSTANTIATE_TEST_SUITE_P(
       std::replace(name.begin(), name.end(), '-', '_');
       return name;
     });
+
+// ---- Descriptor exhaustion ----
+
+// Leaves this process exactly `room` free descriptors for the life of the
+// object: the limit goes just above the highest open one, and the gaps
+// below it are filled.
+class DescriptorLimit {
+ public:
+  explicit DescriptorLimit(size_t room) {
+    getrlimit(RLIMIT_NOFILE, &saved_);
+    int highest = 0;
+    for (int fd : harness::OpenDescriptors())
+      highest = std::max(highest, fd);
+    struct rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(highest) + 1 + room;
+    setrlimit(RLIMIT_NOFILE, &low);
+    for (;;) {
+      int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (fd < 0)
+        break;
+      if (fd > highest) {
+        close(fd);
+        break;
+      }
+      fillers_.push_back(fd);
+    }
+  }
+  ~DescriptorLimit() {
+    for (int fd : fillers_)
+      close(fd);
+    setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+
+ private:
+  struct rlimit saved_;
+  std::vector<int> fillers_;
+};
+
+// A server out of descriptors refuses what it cannot take (EMFILE at
+// accept), leaks nothing, and serves again once descriptors are free.
+TEST(DescriptorExhaustionTest, SrpcServerRecoversOnceDescriptorsAreFree) {
+  SrpcService* service =
+      srpc_service_new(kMethods, 1, nullptr, nullptr, nullptr);
+  int sock[2];
+  ASSERT_EQ(0, imc_makeboundsock(sock));
+  std::thread server([&] { srpc_serve_bound(sock[0], service, 1 << 20); });
+  SrpcChannel* first = srpc_channel_new(imc_connect(sock[1]), nullptr, 0);
+  ASSERT_EQ(SRPC_RESULT_OK, srpc_channel_discover(first));
+  size_t fds = harness::CountOpenDescriptors();
+  std::vector<int> conns;
+  {
+    DescriptorLimit limit(8);
+    // Connect until this process (client and server alike) runs out.
+    for (int i = 0; i < 64; i++) {
+      int c = imc_connect_ex(sock[1], IMC_NONBLOCK, 0);
+      if (c < 0) {
+        EXPECT_TRUE(errno == EMFILE || errno == ENFILE ||
+                    errno == ETOOMANYREFS || errno == EAGAIN)
+            << strerror(errno);
+        break;
+      }
+      conns.push_back(c);
+    }
+    EXPECT_FALSE(conns.empty());
+    // The connection made before the limit still works.
+    int32_t sum = 0;
+    EXPECT_EQ(SRPC_RESULT_OK, srpc_invoke(first, "add", 2, 3, &sum));
+    EXPECT_EQ(5, sum);
+  }
+  for (int c : conns)
+    close(c);
+  EXPECT_TRUE(SettlesTo(fds))
+      << harness::CountOpenDescriptors() << " vs " << fds;
+  // Descriptors free again: a new client is served.
+  SrpcChannel* again = srpc_channel_new(imc_connect(sock[1]), nullptr, 0);
+  EXPECT_EQ(SRPC_RESULT_OK, srpc_channel_discover(again));
+  int32_t sum = 0;
+  EXPECT_EQ(SRPC_RESULT_OK, srpc_invoke(again, "add", 20, 22, &sum));
+  EXPECT_EQ(42, sum);
+  srpc_channel_free(again);
+  srpc_channel_free(first);
+  close(sock[1]);
+  server.join();
+  close(sock[0]);
+  srpc_service_free(service);
+}
+
+// The host's calls that make descriptors fail cleanly at the limit and
+// work again after it.
+TEST(DescriptorExhaustionTest, HostCallsFailCleanlyAtTheLimit) {
+  PluginHost* host = plugin_host_new(nullptr);
+  size_t fds = harness::CountOpenDescriptors();
+  std::string path = harness::HelperPath("hostile_peer");
+  {
+    DescriptorLimit limit(0);
+    errno = 0;
+    EXPECT_EQ(-1, plugin_make_socket(host, EchoBack, nullptr, nullptr));
+    EXPECT_TRUE(errno == EMFILE || errno == ENFILE) << strerror(errno);
+    PluginLaunchOptions o = {};
+    o.path = path.c_str();
+    PluginModule* m = nullptr;
+    int r = plugin_module_launch(host, &o, &m);
+    EXPECT_TRUE(r == PLUGIN_ERROR_NO_DESCRIPTORS || r == PLUGIN_ERROR_SPAWN ||
+                r == PLUGIN_ERROR_SYSTEM)
+        << plugin_result_string(r);
+    EXPECT_EQ(nullptr, m);
+    BrokerPolicy* policy = broker_policy_new();
+    EXPECT_NE(0, broker_policy_allow(policy, "/tmp",
+                                     BROKER_ALLOW_READ | BROKER_RECURSIVE));
+    broker_policy_free(policy);
+  }
+  plugin_host_run_until_idle(host);
+  EXPECT_EQ(fds, harness::CountOpenDescriptors());
+  Echo echo;
+  PluginSocket* s = nullptr;
+  int fd = plugin_make_socket(host, EchoBack, &echo, &s);
+  EXPECT_GE(fd, 0);
+  close(fd);
+  plugin_socket_close(s);
+  plugin_host_free(host);
+}
 
 }  // namespace
