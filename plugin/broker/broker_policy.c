@@ -334,6 +334,22 @@ static bool escaped(const BrokerRule* r, int error) {
   return error == EXDEV || (error == ELOOP && r->leaf != NULL);
 }
 
+/* For stat and access: reaches the file with O_PATH (plus `flags`), or
+ * decides the failure and returns it (negative). */
+static int reach(const BrokerRule* r,
+                 const char* rel,
+                 int flags,
+                 BrokerDecision* d) {
+  if (!(r->permissions & (BROKER_ALLOW_READ | BROKER_ALLOW_WRITE)))
+    return decide(d, -EACCES, "no access there");
+  int fd = open_beneath(r, rel, O_PATH | (uint64_t)flags, 0);
+  if (fd >= 0)
+    return fd;
+  if (escaped(r, -fd))
+    return decide(d, -EACCES, "resolution would leave the allowed tree");
+  return decide(d, fd, "allowed, but the file could not be reached");
+}
+
 int broker_policy_open(const BrokerPolicy* p,
                        const char* path,
                        int flags,
@@ -386,15 +402,9 @@ int broker_policy_stat(const BrokerPolicy* p,
     return decide(d, -error, reason);
   if (flags & ~AT_SYMLINK_NOFOLLOW)
     return decide(d, -EINVAL, "flags not allowed");
-  if (!(r->permissions & (BROKER_ALLOW_READ | BROKER_ALLOW_WRITE)))
-    return decide(d, -EACCES, "no access there");
-  int fd = open_beneath(
-      r, rel, O_PATH | ((flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0), 0);
-  if (fd < 0) {
-    if (escaped(r, -fd))
-      return decide(d, -EACCES, "resolution would leave the allowed tree");
-    return decide(d, fd, "allowed, but the file could not be reached");
-  }
+  int fd = reach(r, rel, (flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0, d);
+  if (fd < 0)
+    return fd;
   int r2 = fstat(fd, st) == 0 ? 0 : -errno;
   close(fd);
   return decide(d, r2, r2 == 0 ? "allowed" : "fstat failed");
@@ -420,14 +430,9 @@ int broker_policy_access(const BrokerPolicy* p,
     return decide(d, -EACCES, "reading not allowed there");
   if ((amode & W_OK) && !(r->permissions & BROKER_ALLOW_WRITE))
     return decide(d, -EACCES, "writing not allowed there");
-  if (!(r->permissions & (BROKER_ALLOW_READ | BROKER_ALLOW_WRITE)))
-    return decide(d, -EACCES, "no access there");
-  int fd = open_beneath(r, rel, O_PATH, 0);
-  if (fd < 0) {
-    if (escaped(r, -fd))
-      return decide(d, -EACCES, "resolution would leave the allowed tree");
-    return decide(d, fd, "allowed, but the file could not be reached");
-  }
+  int fd = reach(r, rel, 0, d);
+  if (fd < 0)
+    return fd;
   /* The file's own permission bits, for the host's identity. */
   int result =
       amode == F_OK || faccessat(fd, "", amode, AT_EMPTY_PATH | AT_EACCESS) == 0

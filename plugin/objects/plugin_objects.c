@@ -312,6 +312,18 @@ static Export* find_export(PluginObjects* ch, const uint8_t* id) {
   return NULL;
 }
 
+/* The object exported on `ch` under `id`, with a reference for the
+ * caller, or NULL. */
+static PluginObject* exported(PluginObjects* ch, const uint8_t* id) {
+  pthread_mutex_lock(&g_mu);
+  Export* e = find_export(ch, id);
+  PluginObject* o = e != NULL ? e->obj : NULL;
+  if (o != NULL)
+    o->refs++;
+  pthread_mutex_unlock(&g_mu);
+  return o;
+}
+
 static PluginObject* find_proxy(PluginObjects* ch, const uint8_t* id) {
   for (PluginObject* p = ch->proxies[bucket(id)]; p != NULL;
        p = p->next_in_bucket) {
@@ -704,12 +716,7 @@ static void handle_invoke(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
     srpc_rpc_complete(rpc, SRPC_RESULT_BAD_ARG_TYPE);
     return;
   }
-  pthread_mutex_lock(&g_mu);
-  Export* e = find_export(ch, (const uint8_t*)in[0].u.carr);
-  PluginObject* target = e != NULL ? e->obj : NULL;
-  if (target != NULL)
-    target->refs++;
-  pthread_mutex_unlock(&g_mu);
+  PluginObject* target = exported(ch, (const uint8_t*)in[0].u.carr);
   if (target == NULL) {
     fail_results(out, num_out, PLUGIN_OBJECT_NO_SUCH_OBJECT);
     srpc_rpc_complete(rpc, SRPC_RESULT_OK);
@@ -846,12 +853,7 @@ static void handle_methods(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
     srpc_rpc_complete(rpc, SRPC_RESULT_BAD_ARG_TYPE);
     return;
   }
-  pthread_mutex_lock(&g_mu);
-  Export* e = find_export(ch, (const uint8_t*)in[0].u.carr);
-  PluginObject* o = e != NULL ? e->obj : NULL;
-  if (o != NULL)
-    o->refs++;
-  pthread_mutex_unlock(&g_mu);
+  PluginObject* o = exported(ch, (const uint8_t*)in[0].u.carr);
   int status = o == NULL ? PLUGIN_OBJECT_NO_SUCH_OBJECT : PLUGIN_OBJECT_OK;
   if (o != NULL && o->proxy)
     status = fetch_methods(o);
