@@ -1283,6 +1283,69 @@ int plugin_object_invoke(PluginObject* proxy,
   return r;
 }
 
+typedef struct AsyncCall {
+  PluginObject* proxy;
+  char* name;
+  int timeout_ms;
+  SrpcCancel* cancel;
+  const SrpcArg* in;
+  size_t num_in;
+  SrpcArg* out;
+  size_t num_out;
+  PluginInvokeDone done;
+  void* user;
+} AsyncCall;
+
+static void* async_main(void* arg) {
+  AsyncCall* a = arg;
+  int r = plugin_object_invoke(a->proxy, a->name, a->timeout_ms, a->cancel,
+                               a->in, a->num_in, a->out, a->num_out);
+  a->done(r, a->out, a->num_out, a->user);
+  plugin_object_unref(a->proxy);
+  free(a->name);
+  free(a);
+  return NULL;
+}
+
+int plugin_object_invoke_async(PluginObject* proxy,
+                               const char* name,
+                               int timeout_ms,
+                               SrpcCancel* cancel,
+                               const SrpcArg* in,
+                               size_t num_in,
+                               SrpcArg* out,
+                               size_t num_out,
+                               PluginInvokeDone done,
+                               void* user) {
+  if (proxy == NULL || !proxy->proxy)
+    return PLUGIN_OBJECT_NOT_A_PROXY;
+  if (name == NULL || done == NULL)
+    return PLUGIN_OBJECT_BAD_ARGUMENTS;
+  AsyncCall* a = calloc(1, sizeof(*a));
+  char* copy = strdup(name);
+  if (a == NULL || copy == NULL) {
+    free(a);
+    free(copy);
+    return PLUGIN_OBJECT_METHOD_FAILED;
+  }
+  *a = (AsyncCall){proxy,  copy, timeout_ms, cancel, in,
+                   num_in, out,  num_out,    done,   user};
+  plugin_object_ref(proxy); /* held for the call */
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int r = pthread_create(&t, &attr, async_main, a);
+  pthread_attr_destroy(&attr);
+  if (r != 0) {
+    plugin_object_unref(proxy);
+    free(copy);
+    free(a);
+    return PLUGIN_OBJECT_METHOD_FAILED;
+  }
+  return PLUGIN_OBJECT_OK;
+}
+
 int plugin_object_get(PluginObject* proxy,
                       const char* property,
                       int timeout_ms,

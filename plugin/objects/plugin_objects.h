@@ -147,6 +147,27 @@ PLUGIN_OBJECTS_EXPORT int plugin_object_invoke(PluginObject* proxy,
                                                SrpcArg* out,
                                                size_t num_out);
 
+/* The same call without waiting for it: it runs on a thread of the layer's
+ * own, which calls done(result, out, num_out, user) when the call ends
+ * (result as plugin_object_invoke's). `in` and `out`, and what they point
+ * to, must stay valid until then. Returns PLUGIN_OBJECT_OK if the call was
+ * started (`done` then runs exactly once), or an error (it does not run).
+ * An embedder with a main thread posts from `done` to it. */
+typedef void (*PluginInvokeDone)(int result,
+                                 SrpcArg* out,
+                                 size_t num_out,
+                                 void* user);
+PLUGIN_OBJECTS_EXPORT int plugin_object_invoke_async(PluginObject* proxy,
+                                                     const char* name,
+                                                     int timeout_ms,
+                                                     SrpcCancel* cancel,
+                                                     const SrpcArg* in,
+                                                     size_t num_in,
+                                                     SrpcArg* out,
+                                                     size_t num_out,
+                                                     PluginInvokeDone done,
+                                                     void* user);
+
 /* Properties, by convention: a readable property p is a method
  * "get_p::T", a writable one "set_p:T:". These call them. */
 PLUGIN_OBJECTS_EXPORT int plugin_object_get(PluginObject* proxy,

@@ -316,6 +316,51 @@ TEST_F(PluginObjectsTest, ObjectsAsArgumentsAndResultsWithIdentity) {
   plugin_object_unref(m);
 }
 
+struct AsyncResult {
+  std::mutex mu;
+  std::condition_variable cv;
+  int done = 0;
+  int failures = 0;
+};
+
+TEST_F(PluginObjectsTest, AsynchronousInvokesCompleteOnceEach) {
+  PluginObject* m = ModuleRoot();
+  const int kCalls = 16;
+  std::vector<SrpcArg> ins(2 * kCalls), outs(kCalls);
+  AsyncResult result;
+  for (int i = 0; i < kCalls; i++) {
+    SrpcArg* in = &ins[2 * static_cast<size_t>(i)];
+    in[0].type = in[1].type = SRPC_TYPE_INT;
+    in[0].u.ival = i;
+    in[1].u.ival = 100;
+    outs[static_cast<size_t>(i)].type = SRPC_TYPE_INT;
+    ASSERT_EQ(
+        PLUGIN_OBJECT_OK,
+        plugin_object_invoke_async(
+            m, "add", 5000, nullptr, in, 2, &outs[static_cast<size_t>(i)], 1,
+            [](int r, SrpcArg* out, size_t, void* u) {
+              AsyncResult* res = static_cast<AsyncResult*>(u);
+              std::lock_guard<std::mutex> lock(res->mu);
+              if (r != PLUGIN_OBJECT_OK || out[0].u.ival < 100)
+                res->failures++;
+              res->done++;
+              res->cv.notify_all();
+            },
+            &result));
+  }
+  plugin_object_unref(m);  // the calls hold their own references
+  std::unique_lock<std::mutex> lock(result.mu);
+  ASSERT_TRUE(result.cv.wait_for(lock, std::chrono::seconds(10),
+                                 [&] { return result.done == kCalls; }));
+  EXPECT_EQ(0, result.failures);
+  for (int i = 0; i < kCalls; i++)
+    EXPECT_EQ(100 + i, outs[static_cast<size_t>(i)].u.ival);
+  EXPECT_EQ(PLUGIN_OBJECT_NOT_A_PROXY,
+            plugin_object_invoke_async(
+                module_root_, "add", 0, nullptr, nullptr, 0, nullptr, 0,
+                [](int, SrpcArg*, size_t, void*) {}, nullptr));
+}
+
 TEST_F(PluginObjectsTest, ErrorsHaveTheirCodes) {
   PluginObject* m = ModuleRoot();
   int32_t sum;
