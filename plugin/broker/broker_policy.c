@@ -236,6 +236,22 @@ static const BrokerRule* check_path(const BrokerPolicy* p,
   return r;
 }
 
+/* check_path with the refusal decided: the rule, or NULL and *refused
+ * (-errno). */
+static const BrokerRule* rule_for(const BrokerPolicy* p,
+                                  const char* path,
+                                  char normalized[BROKER_MAX_PATH + 2],
+                                  const char** rel,
+                                  BrokerDecision* d,
+                                  int* refused) {
+  int error = 0;
+  const char* reason = NULL;
+  const BrokerRule* r = check_path(p, path, normalized, rel, &error, &reason);
+  if (r == NULL)
+    *refused = decide(d, -error, reason);
+  return r;
+}
+
 /* openat2 beneath the rule's directory. File rules follow no symbolic link
  * at all (their one name must be the file itself). */
 static int open_beneath(const BrokerRule* r,
@@ -357,12 +373,11 @@ int broker_policy_open(const BrokerPolicy* p,
                        BrokerDecision* d) {
   start(d, BROKER_OP_OPEN, path, flags);
   const char* rel = NULL;
-  int error = 0;
-  const char* reason = NULL;
+  int refused = 0;
   char normalized[BROKER_MAX_PATH + 2];
-  const BrokerRule* r = check_path(p, path, normalized, &rel, &error, &reason);
+  const BrokerRule* r = rule_for(p, path, normalized, &rel, d, &refused);
   if (r == NULL)
-    return decide(d, -error, reason);
+    return refused;
   if (flags & ~ALLOWED_OPEN_FLAGS)
     return decide(d, -EINVAL, "flags not allowed (O_PATH, O_TMPFILE...)");
   int acc = flags & O_ACCMODE;
@@ -394,12 +409,11 @@ int broker_policy_stat(const BrokerPolicy* p,
                        BrokerDecision* d) {
   start(d, BROKER_OP_STAT, path, flags);
   const char* rel = NULL;
-  int error = 0;
-  const char* reason = NULL;
+  int refused = 0;
   char normalized[BROKER_MAX_PATH + 2];
-  const BrokerRule* r = check_path(p, path, normalized, &rel, &error, &reason);
+  const BrokerRule* r = rule_for(p, path, normalized, &rel, d, &refused);
   if (r == NULL)
-    return decide(d, -error, reason);
+    return refused;
   if (flags & ~AT_SYMLINK_NOFOLLOW)
     return decide(d, -EINVAL, "flags not allowed");
   int fd = reach(r, rel, (flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0, d);
@@ -416,12 +430,11 @@ int broker_policy_access(const BrokerPolicy* p,
                          BrokerDecision* d) {
   start(d, BROKER_OP_ACCESS, path, amode);
   const char* rel = NULL;
-  int error = 0;
-  const char* reason = NULL;
+  int refused = 0;
   char normalized[BROKER_MAX_PATH + 2];
-  const BrokerRule* r = check_path(p, path, normalized, &rel, &error, &reason);
+  const BrokerRule* r = rule_for(p, path, normalized, &rel, d, &refused);
   if (r == NULL)
-    return decide(d, -error, reason);
+    return refused;
   if (amode & ~(R_OK | W_OK | X_OK))
     return decide(d, -EINVAL, "unknown access mode");
   if (amode & X_OK)
