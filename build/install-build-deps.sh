@@ -13,6 +13,7 @@ packages="
   gcc
   g++
   googletest
+  duktape-dev
 "
 
 missing=""

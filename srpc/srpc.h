@@ -268,7 +268,9 @@ SRPC_EXPORT int srpc_serve_bound(int bound,
 /* Calls method `rpc_number` with inputs in[0..num_in) and results
  * out[0..num_out). Each out[i] is typed by the caller; arrays give their
  * buffer in u.ptr and its capacity in count (count becomes the number
- * received); strings arrive malloc'd in u.str (the caller frees); handles
+ * received), or u.ptr NULL to receive a malloc'd array of at most `count`
+ * elements (the caller frees it, even when count becomes 0: it may be
+ * NULL); strings arrive malloc'd in u.str (the caller frees); handles
  * arrive in hval (the caller owns them). Blocks until the reply, serving
  * requests that arrive meanwhile. Any number of threads may call at once.
  * Returns the reply's result code, or: SRPC_RESULT_INTERNAL (the channel is

@@ -306,6 +306,10 @@ static void copy_result(SrpcArg* v, SrpcArg* out) {
     out->u.str = v->u.str;
     out->count = v->count;
     v->u.str = NULL;
+  } else if (size != 0 && out->u.ptr == NULL) {
+    out->u.ptr = v->u.ptr; /* the caller asked for the array itself */
+    out->count = v->count;
+    v->u.ptr = NULL;
   } else if (size != 0) {
     if (v->count > 0)
       memcpy(out->u.ptr, v->u.ptr, (size_t)v->count * size);

@@ -501,6 +501,61 @@ TEST_F(SrpcChannelTest, SixteenMebibyteEcho) {
   close(devnull);
 }
 
+// A NULL buffer asks for the array itself, malloc'd at its exact size: a
+// caller that cannot know the size (a script binding) need not allocate
+// the whole capacity. The capacity still bounds it.
+TEST_F(SrpcChannelTest, ArrayResultsCanArriveAllocated) {
+  std::vector<char> chars(70000, 'q');
+  std::vector<double> doubles = {1.5, -2.5};
+  std::vector<int64_t> longs = {INT64_MIN};
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  SrpcArg in[10] = {};
+  const char kTypes[] = "bCdDhiIlLs";
+  for (int i = 0; i < 10; i++)
+    in[i].type = kTypes[i];
+  in[1].u.carr = chars.data();
+  in[1].count = static_cast<uint32_t>(chars.size());
+  in[3].u.darr = doubles.data();
+  in[3].count = 2;
+  in[4].u.hval = devnull;
+  in[8].u.larr = longs.data();
+  in[8].count = 1;
+  in[9].u.str = const_cast<char*>("s");
+  in[9].count = 1;
+  SrpcArg out[10] = {};
+  for (int i = 0; i < 10; i++) {
+    out[i].type = kTypes[i];
+    out[i].count = 1u << 20;  // capacities; no buffers
+  }
+  ASSERT_EQ(SRPC_RESULT_OK, srpc_invoke_args(client_, 2, in, 10, out, 10));
+  ASSERT_EQ(70000u, out[1].count);
+  EXPECT_EQ(0, memcmp(out[1].u.carr, chars.data(), chars.size()));
+  ASSERT_EQ(2u, out[3].count);
+  EXPECT_EQ(-2.5, out[3].u.darr[1]);
+  EXPECT_EQ(0u, out[6].count);  // an empty array: nothing, or a pointer
+  ASSERT_EQ(1u, out[8].count);
+  EXPECT_EQ(INT64_MIN, out[8].u.larr[0]);
+  EXPECT_STREQ("s", out[9].u.str);
+  free(out[1].u.ptr);
+  free(out[3].u.ptr);
+  free(out[6].u.ptr);
+  free(out[8].u.ptr);
+  free(out[9].u.str);
+  close(out[4].u.hval);
+
+  // Over the capacity: the handler cannot even allocate the result (it
+  // answers APP_ERROR), and nothing is handed out.
+  SrpcArg small[10] = {};
+  for (int i = 0; i < 10; i++) {
+    small[i].type = kTypes[i];
+    small[i].count = 100;
+  }
+  EXPECT_EQ(SRPC_RESULT_APP_ERROR,
+            srpc_invoke_args(client_, 2, in, 10, small, 10));
+  EXPECT_EQ(nullptr, small[1].u.ptr);
+  close(devnull);
+}
+
 TEST_F(SrpcChannelTest, ClosedPeerFailsTheCallPromptly) {
   srpc_invoke(client_, "stop");
   server_thread_.join();

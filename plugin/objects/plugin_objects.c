@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -646,13 +647,20 @@ PluginObject* plugin_object_call_target(const PluginObjectCall* call) {
   return call->target;
 }
 
+size_t plugin_object_call_method(const PluginObjectCall* call) {
+  const PluginObject* t = call->target;
+  return (size_t)(call->method - (t->proxy ? t->remote : t->methods));
+}
+
 PluginObjects* plugin_object_call_channel(const PluginObjectCall* call) {
   return call->ch;
 }
 
 /* A proxy's method table, fetched from its owner once. Returns a
  * PluginObjectResult. */
-static int fetch_methods(PluginObject* proxy);
+static int fetch_methods(PluginObject* proxy,
+                         int timeout_ms,
+                         SrpcCancel* cancel);
 
 /* The built-in method of a proxy exported onwards: the same call, made on
  * the proxy's own channel. Runs on the serving thread. */
@@ -725,7 +733,7 @@ static void handle_invoke(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   const Method* m = NULL;
   int status = PLUGIN_OBJECT_OK;
   if (target->proxy) {
-    status = fetch_methods(target);
+    status = fetch_methods(target, -1, NULL);
     if (status == PLUGIN_OBJECT_OK)
       m = find_method(target->remote, target->num_remote, in[1].u.str);
   } else {
@@ -856,7 +864,7 @@ static void handle_methods(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void* u) {
   PluginObject* o = exported(ch, (const uint8_t*)in[0].u.carr);
   int status = o == NULL ? PLUGIN_OBJECT_NO_SUCH_OBJECT : PLUGIN_OBJECT_OK;
   if (o != NULL && o->proxy)
-    status = fetch_methods(o);
+    status = fetch_methods(o, -1, NULL);
   if (status == PLUGIN_OBJECT_OK) {
     const Method* table = o->proxy ? o->remote : o->methods;
     size_t n = o->proxy ? o->num_remote : o->num_methods;
@@ -926,7 +934,9 @@ static int service_call(PluginObjects* ch,
   return PLUGIN_OBJECT_PROTOCOL;
 }
 
-static int fetch_methods(PluginObject* proxy) {
+static int fetch_methods(PluginObject* proxy,
+                         int timeout_ms,
+                         SrpcCancel* cancel) {
   pthread_mutex_lock(&g_mu);
   bool have = proxy->remote != NULL;
   PluginObjects* ch = proxy->ch;
@@ -952,10 +962,13 @@ static int fetch_methods(PluginObject* proxy) {
   if (text != NULL) {
     out[1].u.carr = text;
     out[1].count = 65535;
-    int sr = srpc_invoke_args(ch->channel, kMethods, &in, 1, out, 2);
-    r = sr == SRPC_RESULT_OK         ? PLUGIN_OBJECT_OK
-        : sr == SRPC_RESULT_INTERNAL ? PLUGIN_OBJECT_CLOSED
-                                     : PLUGIN_OBJECT_PROTOCOL;
+    SrpcCallOptions opt = {timeout_ms, cancel};
+    int sr = srpc_invoke_args_opt(ch->channel, kMethods, &in, 1, out, 2, &opt);
+    r = sr == SRPC_RESULT_OK          ? PLUGIN_OBJECT_OK
+        : sr == SRPC_RESULT_INTERNAL  ? PLUGIN_OBJECT_CLOSED
+        : sr == SRPC_RESULT_TIMED_OUT ? PLUGIN_OBJECT_TIMED_OUT
+        : sr == SRPC_RESULT_CANCELLED ? PLUGIN_OBJECT_CANCELLED
+                                      : PLUGIN_OBJECT_PROTOCOL;
   }
   pthread_mutex_lock(&g_mu);
   if (--ch->busy == 0)
@@ -1243,6 +1256,9 @@ int plugin_object_invoke(PluginObject* proxy,
         free(w->u.str);
       else if (w->type == SRPC_TYPE_HANDLE && w->u.hval >= 0)
         close(w->u.hval);
+      else if (out[j].type != PLUGIN_TYPE_OBJECT && out[j].u.ptr == NULL &&
+               srpc_type_element_size(w->type) != 0)
+        free(w->u.ptr); /* an array srpc allocated for the caller */
     }
   } else if (r == PLUGIN_OBJECT_OK) {
     Export* retired = NULL;
@@ -1270,6 +1286,9 @@ int plugin_object_invoke(PluginObject* proxy,
         out[k].count = wire_out[k + 1].count;
       } else if (out[k].type == SRPC_TYPE_STRING) {
         free(wire_out[k + 1].u.str); /* not the caller's after all */
+      } else if (out[k].u.ptr == NULL &&
+                 srpc_type_element_size(out[k].type) != 0) {
+        free(wire_out[k + 1].u.ptr);
       } else if (out[k].type == SRPC_TYPE_HANDLE &&
                  wire_out[k + 1].u.hval >= 0) {
         close(wire_out[k + 1].u.hval);
@@ -1344,6 +1363,51 @@ int plugin_object_invoke_async(PluginObject* proxy,
     return PLUGIN_OBJECT_METHOD_FAILED;
   }
   return PLUGIN_OBJECT_OK;
+}
+
+int plugin_object_method_count(PluginObject* object,
+                               int timeout_ms,
+                               SrpcCancel* cancel,
+                               size_t* count) {
+  if (object == NULL || count == NULL)
+    return PLUGIN_OBJECT_BAD_ARGUMENTS;
+  *count = 0;
+  int r = object->proxy ? fetch_methods(object, timeout_ms, cancel)
+                        : PLUGIN_OBJECT_OK;
+  pthread_mutex_lock(&g_mu);
+  if (r == PLUGIN_OBJECT_OK)
+    *count = object->proxy ? object->num_remote : object->num_methods;
+  pthread_mutex_unlock(&g_mu);
+  return r;
+}
+
+size_t plugin_object_method_signature(const PluginObject* object,
+                                      size_t index,
+                                      char* buf,
+                                      size_t size) {
+  if (object == NULL || buf == NULL)
+    return 0;
+  /* A proxy's table, once fetched, never changes. */
+  pthread_mutex_lock(&g_mu);
+  const Method* table = object->proxy ? object->remote : object->methods;
+  size_t n = object->proxy ? object->num_remote : object->num_methods;
+  pthread_mutex_unlock(&g_mu);
+  if (index >= n)
+    return 0;
+  const Method* m = &table[index];
+  int len = snprintf(buf, size, "%s:%s:%s", m->name, m->ins, m->outs);
+  return len < 0 || (size_t)len >= size ? 0 : (size_t)len;
+}
+
+size_t plugin_object_exports(const PluginObject* object) {
+  size_t n = 0;
+  pthread_mutex_lock(&g_mu);
+  if (object != NULL && !object->proxy) {
+    for (const Export* e = object->exports; e != NULL; e = e->next_of_object)
+      n++;
+  }
+  pthread_mutex_unlock(&g_mu);
+  return n;
 }
 
 int plugin_object_get(PluginObject* proxy,

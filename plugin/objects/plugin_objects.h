@@ -104,6 +104,11 @@ PLUGIN_OBJECTS_EXPORT PluginObject* plugin_object_call_target(
 PLUGIN_OBJECTS_EXPORT PluginObjects* plugin_object_call_channel(
     const PluginObjectCall* call);
 
+/* Which of the target's methods a call is for: its index in the class's
+ * table (one function can then serve every method of a class). */
+PLUGIN_OBJECTS_EXPORT size_t
+plugin_object_call_method(const PluginObjectCall* call);
+
 /* ---- Channels ---- */
 
 /* Serves objects on connected IMC socket `fd` (taken, even on failure),
@@ -167,6 +172,30 @@ PLUGIN_OBJECTS_EXPORT int plugin_object_invoke_async(PluginObject* proxy,
                                                      size_t num_out,
                                                      PluginInvokeDone done,
                                                      void* user);
+
+/* The object's methods: a local object's own; a proxy's, fetched from its
+ * owner on first use (waiting up to `timeout_ms`, < 0: no limit, unless
+ * `cancel` is raised) and kept. Returns a PluginObjectResult and the
+ * number in *count. Any thread. */
+PLUGIN_OBJECTS_EXPORT int plugin_object_method_count(PluginObject* object,
+                                                     int timeout_ms,
+                                                     SrpcCancel* cancel,
+                                                     size_t* count);
+/* Method `index` (below the count) as "name:ins:outs", 'o' included,
+ * NUL-terminated in buf[size]. Returns its length, or 0 if there is no
+ * such method (or the count was never asked for a proxy) or it does not
+ * fit. */
+PLUGIN_OBJECTS_EXPORT size_t
+plugin_object_method_signature(const PluginObject* object,
+                               size_t index,
+                               char* buf,
+                               size_t size);
+
+/* For a local object: on how many channels it is exported now (some peer
+ * holds a reference or one is in flight). 0 for a proxy. An embedder with
+ * a garbage collector keeps the object's script side alive while this is
+ * not 0 (docs/javascript.md). */
+PLUGIN_OBJECTS_EXPORT size_t plugin_object_exports(const PluginObject* object);
 
 /* Properties, by convention: a readable property p is a method
  * "get_p::T", a writable one "set_p:T:". These call them. */

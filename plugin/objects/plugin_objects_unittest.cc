@@ -52,6 +52,11 @@ void Add(PluginObjectCall* call, SrpcArg* in, SrpcArg* out, void*) {
 }
 
 void EchoAll(PluginObjectCall* call, SrpcArg* in, SrpcArg* out, void*) {
+  // Its place in kMethods, also when the call came through a forwarder.
+  if (plugin_object_call_method(call) != 1) {
+    plugin_object_call_complete(call, PLUGIN_OBJECT_METHOD_FAILED);
+    return;
+  }
   for (int i = 0; i < 10; i++) {
     switch (in[i].type) {
       case SRPC_TYPE_STRING:
@@ -79,6 +84,10 @@ void EchoAll(PluginObjectCall* call, SrpcArg* in, SrpcArg* out, void*) {
 
 // Returns its argument: an object goes back where it came from.
 void Identity(PluginObjectCall* call, SrpcArg* in, SrpcArg* out, void*) {
+  if (plugin_object_call_method(call) != 2) {  // its place in kMethods
+    plugin_object_call_complete(call, PLUGIN_OBJECT_METHOD_FAILED);
+    return;
+  }
   out[0].u.ptr = in[0].u.ptr;
   plugin_object_call_complete(call, PLUGIN_OBJECT_OK);
 }
@@ -505,6 +514,44 @@ TEST(PluginObjectsRawTest, ForgedAndStaleIdsAreRefused) {
   plugin_objects_free(owner);
   plugin_object_unref(root);
   EXPECT_EQ(1, state.destroyed);
+}
+
+// What a script binding needs: the method table of a proxy (fetched once),
+// and whether an exported object is still held.
+TEST_F(PluginObjectsTest, MethodTablesAndExportCounts) {
+  size_t n = 0;
+  ASSERT_EQ(PLUGIN_OBJECT_OK,
+            plugin_object_method_count(module_root_, 0, nullptr, &n));
+  EXPECT_EQ(8u, n);
+  char sig[600];
+  EXPECT_EQ(strlen("identity:o:o"),
+            plugin_object_method_signature(module_root_, 2, sig, sizeof(sig)));
+  EXPECT_STREQ("identity:o:o", sig);
+  EXPECT_EQ(0u, plugin_object_method_signature(module_root_, 8, sig, 600));
+  EXPECT_EQ(0u, plugin_object_method_signature(module_root_, 2, sig, 5));
+
+  EXPECT_EQ(0u, plugin_object_exports(module_root_));
+  PluginObject* m = ModuleRoot();
+  EXPECT_EQ(1u, plugin_object_exports(module_root_));
+  EXPECT_EQ(0u, plugin_object_exports(m));  // a proxy
+  // Not fetched yet: no signatures.
+  EXPECT_EQ(0u, plugin_object_method_signature(m, 0, sig, sizeof(sig)));
+  ASSERT_EQ(PLUGIN_OBJECT_OK, plugin_object_method_count(m, 5000, nullptr, &n));
+  EXPECT_EQ(8u, n);
+  ASSERT_NE(0u, plugin_object_method_signature(m, 7, sig, sizeof(sig)));
+  EXPECT_STREQ("set_value:i:", sig);
+  plugin_object_unref(m);
+  EXPECT_TRUE(module_state_.WaitReleased(1));
+  EXPECT_EQ(0u, plugin_object_exports(module_root_));
+
+  // A raised cancel ends the fetch at once.
+  PluginObject* again = ModuleRoot();
+  SrpcCancel* cancel = srpc_cancel_new();
+  srpc_cancel_signal(cancel);
+  EXPECT_EQ(PLUGIN_OBJECT_CANCELLED,
+            plugin_object_method_count(again, 5000, cancel, &n));
+  srpc_cancel_free(cancel);
+  plugin_object_unref(again);
 }
 
 TEST_F(PluginObjectsTest, ReleaseCallbackFiresOnceWhenTheLastProxyGoes) {
