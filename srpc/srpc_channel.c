@@ -234,11 +234,18 @@ static void read_one(SrpcChannel* ch,
     decoded =
         srpc_wire_decode(data, len, fds, num_fds, ch->max_message_bytes, &m);
     free(data);
+  } else if (got == 2) {
+    /* Read whole but dropped for lack of memory: answered (or, for a
+     * reply, reported to its caller) as NO_MEMORY, by its header. */
+    uint8_t head[SRPC_HEADER_BYTES];
+    len = srpc_reassembly_take_header(&ch->reassembly, head);
+    srpc_wire_decode(head, len, NULL, 0, ch->max_message_bytes, &m);
+    decoded = SRPC_RESULT_NO_MEMORY;
   }
   pthread_mutex_lock(&ch->mu);
   ch->reading = false;
   pthread_cond_broadcast(&ch->cv);
-  if (got != 1 || len < SRPC_HEADER_BYTES) {
+  if ((got != 1 && got != 2) || len < SRPC_HEADER_BYTES) {
     /* End of stream, a read error, or a message that cannot be addressed:
      * the channel is done. Shut it so the peer learns too. */
     if (got == 1 || got < 0) {

@@ -120,15 +120,46 @@ int srpc_reassembly_feed(SrpcReassembly* r,
   size_t chunk_fds = srpc_get_u32(record + 4);
   if (chunk != len - overhead || chunk_fds != num_fds ||
       chunk > r->total - r->have || chunk_fds > r->total_fds - r->have_fds ||
-      (chunk == 0 && chunk_fds == 0) || !reserve(r, chunk))
+      (chunk == 0 && chunk_fds == 0))
     return framing_error(r, fds, num_fds);
-  if (chunk > 0)
-    memcpy(r->data + r->have, datagram + overhead, chunk);
+  const uint8_t* bytes = datagram + overhead;
+  if (r->head_len < SRPC_HEADER_BYTES) {
+    size_t n = SRPC_HEADER_BYTES - r->head_len;
+    if (n > chunk)
+      n = chunk;
+    memcpy(r->head + r->head_len, bytes, n);
+    r->head_len += n;
+  }
+  if (!r->dropping && !reserve(r, chunk)) {
+    /* No memory for this message: read the rest of it, keep nothing. */
+    r->dropping = true;
+    free(r->data);
+    r->data = NULL;
+    r->cap = 0;
+  }
+  if (r->dropping) {
+    for (size_t i = 0; i < num_fds; i++) {
+      if (fds[i] >= 0)
+        close(fds[i]);
+      fds[i] = -1;
+    }
+  } else if (chunk > 0) {
+    memcpy(r->data + r->have, bytes, chunk);
+  }
   r->have += chunk;
   if (num_fds > 0)
     memcpy(r->fds + r->have_fds, fds, num_fds * sizeof(int));
   r->have_fds += num_fds;
-  return r->have == r->total && r->have_fds == r->total_fds;
+  if (r->have != r->total || r->have_fds != r->total_fds)
+    return 0;
+  return r->dropping ? 2 : 1;
+}
+
+size_t srpc_reassembly_take_header(SrpcReassembly* r, uint8_t* head) {
+  size_t n = r->head_len;
+  memcpy(head, r->head, n);
+  srpc_reassembly_reset(r);
+  return n;
 }
 
 void srpc_reassembly_take(SrpcReassembly* r,

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "srpc/srpc.h"
+#include "srpc/srpc_wire.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,6 +42,12 @@ typedef struct SrpcReassembly {
   size_t total_fds;
   size_t have_fds;
   int fds[SRPC_MAX_ARGS];
+  /* Out of memory for the body: the rest of the message is read and
+   * dropped (its descriptors closed) so that the stream stays whole; only
+   * its header is kept, to answer it. */
+  bool dropping;
+  uint8_t head[SRPC_HEADER_BYTES];
+  size_t head_len;
 } SrpcReassembly;
 
 void srpc_reassembly_init(SrpcReassembly* r, size_t max_bytes);
@@ -50,8 +57,10 @@ void srpc_reassembly_reset(SrpcReassembly* r);
 
 /* Feeds one received datagram: its bytes, its descriptors (ownership passes
  * to `r` whatever the outcome) and imc_recvmsg's flags. Returns 1 when the
- * message is complete (see srpc_reassembly_take), 0 when it needs more
- * datagrams, -1 on a framing error (after which `r` is reset). */
+ * message is complete (see srpc_reassembly_take), 2 when it is complete
+ * but was dropped for lack of memory (srpc_reassembly_take_header), 0 when
+ * it needs more datagrams, -1 on a framing error (after which `r` is
+ * reset). */
 int srpc_reassembly_feed(SrpcReassembly* r,
                          const uint8_t* datagram,
                          size_t len,
@@ -67,8 +76,13 @@ void srpc_reassembly_take(SrpcReassembly* r,
                           int* out_fds,
                           size_t* out_num_fds);
 
+/* After a 2: the dropped message's first bytes (its header, if it was
+ * that long) into head[SRPC_HEADER_BYTES]; returns how many. Resets `r`. */
+size_t srpc_reassembly_take_header(SrpcReassembly* r, uint8_t* head);
+
 /* Receives datagrams from `fd` into `r` until a message is complete.
- * Returns 1 (take it), 0 at end of stream between messages, or -1 with
+ * Returns 1 (take it), 2 (dropped: take its header), 0 at end of stream
+ * between messages, or -1 with
  * errno: EPROTO for a framing error or end of stream inside a message, or
  * imc_recvmsg's error. */
 int srpc_fragment_receive(int fd, SrpcReassembly* r);

@@ -360,6 +360,65 @@ void plugin_pipe_free(PluginPipe* p) {
   free(p);
 }
 
+/* With mu held: starts the writer thread. */
+static bool start_writer_locked(PluginPipe* p) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  if (p->config.for_process_lifetime)
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  int created = pthread_create(&p->writer, &attr, writer_main, p);
+  pthread_attr_destroy(&attr);
+  if (created != 0)
+    return false;
+  p->writer_started = true;
+  return true;
+}
+
+/* A queue entry holding a copy of the message and of its descriptors.
+ * Returns a PluginResult. */
+static int make_item(const void* data,
+                     size_t len,
+                     const int* fds,
+                     size_t num_fds,
+                     OutItem** out) {
+  OutItem* item = calloc(1, sizeof(*item));
+  uint8_t* copy = len > 0 ? malloc(len) : NULL;
+  int* dups = num_fds > 0 ? malloc(num_fds * sizeof(int)) : NULL;
+  if (item == NULL || (len > 0 && copy == NULL) ||
+      (num_fds > 0 && dups == NULL)) {
+    free(item);
+    free(copy);
+    free(dups);
+    return PLUGIN_ERROR_NO_MEMORY;
+  }
+  for (size_t i = 0; i < num_fds; i++) {
+    dups[i] = fds[i] == -1 ? -1 : fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+    if (dups[i] < 0 && fds[i] != -1) {
+      int result = errno == EMFILE || errno == ENFILE
+                       ? PLUGIN_ERROR_NO_DESCRIPTORS
+                       : PLUGIN_ERROR_SYSTEM;
+      close_fds(dups, i);
+      free(item);
+      free(copy);
+      free(dups);
+      return result;
+    }
+  }
+  if (len > 0)
+    memcpy(copy, data, len);
+  item->data = copy;
+  item->len = len;
+  item->fds = dups;
+  item->num_fds = num_fds;
+  *out = item;
+  return PLUGIN_OK;
+}
+
+static void free_unsent(OutItem* item) {
+  if (item != NULL)
+    free_out_item(item);
+}
+
 int plugin_pipe_send(PluginPipe* p,
                      const void* data,
                      size_t len,
@@ -375,19 +434,37 @@ int plugin_pipe_send(PluginPipe* p,
     if (fds[i] != -1 && fcntl(fds[i], F_GETFD) < 0)
       return PLUGIN_ERROR_INVALID_ARGUMENT;
   }
+  /* A message of several datagrams could be cut after its first ones if
+   * the copy for the rest could not be made then: its copy is made first,
+   * so that a lack of memory is reported with nothing sent. One datagram
+   * goes whole or not at all, and is copied only if it has to wait. */
+  OutItem* item = NULL;
+  if (p->config.mode != PLUGIN_PIPE_RAW && len > PLUGIN_FRAME_MAX_CHUNK) {
+    int made = make_item(data, len, fds, num_fds, &item);
+    if (made != PLUGIN_OK)
+      return made;
+  }
   OutItem now = {
       NULL, (uint8_t*)(uintptr_t)data, len, (int*)(uintptr_t)fds, num_fds, 0,
       false};
   pthread_mutex_lock(&p->mu);
   if (p->send_failed) {
     pthread_mutex_unlock(&p->mu);
+    free_unsent(item);
     return PLUGIN_ERROR_CLOSED;
+  }
+  if (item != NULL && !p->writer_started && !start_writer_locked(p)) {
+    /* Whatever of it went now, the rest would have no writer. */
+    pthread_mutex_unlock(&p->mu);
+    free_out_item(item);
+    return PLUGIN_ERROR_NO_MEMORY;
   }
   if (p->out_head == NULL && !p->writer_busy) {
     /* Nothing ahead of it: try the socket without waiting. */
     int r = send_item(p, &now, IMC_NONBLOCK);
     if (r == 1) {
       pthread_mutex_unlock(&p->mu);
+      free_unsent(item);
       return PLUGIN_OK;
     }
     if (r < 0) {
@@ -397,58 +474,46 @@ int plugin_pipe_send(PluginPipe* p,
           shutdown(p->fd, SHUT_RDWR); /* half a message is out */
         fail_sending(p, error);
         pthread_mutex_unlock(&p->mu);
+        free_unsent(item);
         return PLUGIN_ERROR_CLOSED;
       }
       pthread_mutex_unlock(&p->mu);
+      free_unsent(item);
       return error == EMFILE || error == ENFILE || error == ETOOMANYREFS
                  ? PLUGIN_ERROR_NO_DESCRIPTORS
              : error == ENOMEM || error == ENOBUFS ? PLUGIN_ERROR_NO_MEMORY
                                                    : PLUGIN_ERROR_SYSTEM;
     }
   }
-  /* Queue a copy. A message partly sent continues at its offset, and its
-   * descriptors are already out. */
-  OutItem* item = calloc(1, sizeof(*item));
-  uint8_t* copy = len > 0 ? malloc(len) : NULL;
-  size_t copy_fds = now.begun ? 0 : num_fds;
-  int* dups = copy_fds > 0 ? malloc(copy_fds * sizeof(int)) : NULL;
-  int result = PLUGIN_OK;
-  if (item == NULL || (len > 0 && copy == NULL) ||
-      (copy_fds > 0 && dups == NULL)) {
-    result = PLUGIN_ERROR_NO_MEMORY;
-  } else {
-    for (size_t i = 0; i < copy_fds; i++) {
-      dups[i] = fds[i] == -1 ? -1 : fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
-      if (dups[i] < 0 && fds[i] != -1) {
-        result = errno == EMFILE || errno == ENFILE
-                     ? PLUGIN_ERROR_NO_DESCRIPTORS
-                     : PLUGIN_ERROR_SYSTEM;
-        close_fds(dups, i);
-        break;
-      }
+  if (item == NULL) {
+    /* One datagram, nothing of it sent. */
+    int made = make_item(data, len, fds, num_fds, &item);
+    if (made != PLUGIN_OK) {
+      pthread_mutex_unlock(&p->mu);
+      return made;
     }
   }
-  if (result != PLUGIN_OK) {
-    if (now.begun) {
-      /* Part of the message is out and the rest cannot be kept. */
+  if (now.begun) {
+    /* Part of it is out, its descriptors with the first datagram: the
+     * queue continues at the offset. */
+    close_fds(item->fds, item->num_fds);
+    free(item->fds);
+    item->fds = NULL;
+    item->num_fds = 0;
+    item->begun = true;
+    item->offset = now.offset;
+  }
+  bool resume = now.begun;
+  if (!p->writer_started && !start_writer_locked(p)) {
+    /* Without a writer nothing would ever drain: report it. */
+    if (resume) {
       shutdown(p->fd, SHUT_RDWR);
-      fail_sending(p, ENOMEM);
+      fail_sending(p, EAGAIN);
     }
     pthread_mutex_unlock(&p->mu);
-    free(item);
-    free(copy);
-    free(dups);
-    return result;
+    free_out_item(item);
+    return PLUGIN_ERROR_NO_MEMORY;
   }
-  if (len > 0)
-    memcpy(copy, data, len);
-  item->data = copy;
-  item->len = len;
-  item->fds = dups;
-  item->num_fds = copy_fds;
-  item->begun = now.begun;
-  item->offset = now.offset;
-  bool resume = now.begun;
   if (p->out_tail != NULL)
     p->out_tail->next = item;
   else
@@ -462,30 +527,6 @@ int plugin_pipe_send(PluginPipe* p,
     fire = true;
   }
   size_t queued = p->out_bytes;
-  if (!p->writer_started) {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    if (p->config.for_process_lifetime)
-      pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int created = pthread_create(&p->writer, &attr, writer_main, p);
-    pthread_attr_destroy(&attr);
-    if (created != 0) {
-      /* The message stays queued; the next send tries again. Without a
-       * writer nothing would ever drain, so report it. */
-      p->out_tail = NULL;
-      p->out_head = NULL;
-      p->out_bytes = 0;
-      p->out_count = 0;
-      if (resume) {
-        shutdown(p->fd, SHUT_RDWR);
-        fail_sending(p, EAGAIN);
-      }
-      pthread_mutex_unlock(&p->mu);
-      free_out_item(item);
-      return PLUGIN_ERROR_NO_MEMORY;
-    }
-    p->writer_started = true;
-  }
   pthread_cond_signal(&p->out_cv);
   pthread_mutex_unlock(&p->mu);
   if (fire && p->config.over_quota != NULL)
