@@ -60,7 +60,8 @@ typedef struct JsExport {
   char (*ins)[SRPC_MAX_ARGS + 1];
   char (*outs)[SRPC_MAX_ARGS + 1];
   size_t num_methods;
-  uint64_t key; /* stash key while pinned (a module holds it); else 0 */
+  uint64_t key; /* stash key while pinned (a module may hold it); else 0 */
+  int uses;     /* calls under way that carry it (main thread) */
 } JsExport;
 
 typedef struct JsModule {
@@ -71,6 +72,8 @@ typedef struct JsModule {
   uint64_t key;           /* stash key of the script's module object */
   int busy;               /* jobs in flight, under js->mu */
   bool closing;           /* under js->mu: incoming calls on its channel fail */
+  int running;            /* its calls into script objects running now (main) */
+  bool free_pending;      /* shut down from inside one of them: freed after */
 } JsModule;
 
 typedef struct JsSocket {
@@ -97,11 +100,13 @@ struct PluginJs {
   pthread_cond_t cv;        /* the main thread's wake-ups */
   pthread_cond_t worker_cv; /* work for the workers */
   bool host_pending;        /* the host posted tasks */
+  uint64_t hooks;           /* times it did */
   bool cancelled;
   bool closing;  /* tearing down: incoming calls fail at once */
   bool stopping; /* workers end */
   JsJob* queue;  /* jobs for the workers */
   JsJob* queue_tail;
+  int queued;      /* jobs in the queue */
   JsJob* finished; /* asynchronous jobs done, for the main thread */
   JsIncoming* incoming;
   JsIncoming* incoming_tail;
@@ -128,7 +133,11 @@ void js_stash_push(duk_context* ctx, uint64_t key); /* undefined if none */
 void js_stash_del(duk_context* ctx, uint64_t key);
 
 PluginJs* js_from_ctx(duk_context* ctx);
-/* The pointer `this` holds under hidden `key`, or NULL. */
+/* Pushes the value of the object's own property `key` (never one it
+ * inherits: Object.create(x) must not reach x's native state); returns
+ * whether it has one (else undefined is pushed). */
+bool js_get_own(duk_context* ctx, duk_idx_t idx, const char* key);
+/* The pointer `this` holds under its own hidden `key`, or NULL. */
 void* js_this_pointer(duk_context* ctx, const char* key);
 
 /* Throws a PluginError: layer "plugin", "srpc", "object" or "system"
@@ -213,8 +222,12 @@ void js_push_object(duk_context* ctx, PluginObject* object);
 /* The object a script value stands for (borrowed), NULL for null; -1 in
  * *bad if the value is neither. */
 PluginObject* js_get_object(duk_context* ctx, duk_idx_t idx, bool* bad);
-/* Re-checks whether exported objects are still held by a module (main
- * thread). */
+/* An exported object going out in a call or a result (the value at idx):
+ * pinned until the matching js_export_done, and after that while a
+ * module holds it. Proxies and NULL are ignored. Main thread. */
+void js_export_use(duk_context* ctx, duk_idx_t idx, PluginObject* object);
+void js_export_done(PluginJs* js, PluginObject* object);
+/* js_export_done for every object among a call's arguments. */
 void js_exports_recheck(PluginJs* js, SrpcArg* args, size_t n);
 void js_run_incoming(PluginJs* js, JsIncoming* in);
 void js_fail_incoming(JsIncoming* in);
@@ -229,6 +242,8 @@ duk_ret_t js_invoke(duk_context* ctx,
                     PluginObject* proxy,
                     const char* signature,
                     duk_idx_t first_arg);
+/* Unlinks and frees a module that has been shut down (main thread). */
+void js_free_module(PluginJs* js, JsModule* m);
 /* The end of an asynchronous job, on the main thread. */
 void js_finish_job(PluginJs* js, JsJob* job, bool call_back);
 void js_free_job(JsJob* job);

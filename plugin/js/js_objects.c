@@ -35,25 +35,41 @@ static void export_destroy(void* user) {
   free_export(user);
 }
 
-static void pin(duk_context* ctx, duk_idx_t impl, JsExport* exp) {
-  if (exp->key == 0)
-    exp->key = js_stash_put(ctx, impl);
-}
-
+/* A script object is pinned (strongly referenced from the stash) while a
+ * module may hold it: while some call that carries it is under way
+ * (`uses`) or it is exported on some channel. */
 static void recheck_one(PluginJs* js, PluginObject* o) {
   if (o == NULL || plugin_object_is_proxy(o))
     return;
   JsExport* exp = plugin_object_user(o);
-  if (exp != NULL && exp->key != 0 && plugin_object_exports(o) == 0) {
+  if (exp != NULL && exp->key != 0 && exp->uses == 0 &&
+      plugin_object_exports(o) == 0) {
     js_stash_del(js->ctx, exp->key);
     exp->key = 0;
   }
 }
 
+void js_export_use(duk_context* ctx, duk_idx_t idx, PluginObject* o) {
+  if (o == NULL || plugin_object_is_proxy(o))
+    return;
+  JsExport* exp = plugin_object_user(o);
+  if (exp->key == 0)
+    exp->key = js_stash_put(ctx, idx);
+  exp->uses++;
+}
+
+void js_export_done(PluginJs* js, PluginObject* o) {
+  if (o == NULL || plugin_object_is_proxy(o))
+    return;
+  JsExport* exp = plugin_object_user(o);
+  exp->uses--;
+  recheck_one(js, o);
+}
+
 void js_exports_recheck(PluginJs* js, SrpcArg* args, size_t n) {
   for (size_t i = 0; i < n; i++) {
     if (args[i].type == PLUGIN_TYPE_OBJECT)
-      recheck_one(js, args[i].u.ptr);
+      js_export_done(js, args[i].u.ptr);
   }
 }
 
@@ -123,77 +139,113 @@ static void export_method(PluginObjectCall* call,
     js_fail_incoming(inc);
 }
 
-void js_run_incoming(PluginJs* js, JsIncoming* inc) {
-  duk_context* ctx = js->ctx;
-  JsExport* exp = inc->exp;
-  size_t index = plugin_object_call_method(inc->call);
-  const char* name = exp->names[index];
-  const char* ins = exp->ins[index];
-  const char* outs = exp->outs[index];
-  duk_idx_t top = duk_get_top(ctx);
+typedef struct Incoming {
+  PluginJs* js;
+  JsIncoming* inc;
+  const char* name;
+  const char* ins;
+  const char* outs;
+  bool ok;
+  char err[256];
+  PluginObject* objects[SRPC_MAX_ARGS]; /* results going out, referenced */
+  size_t num_objects;
+} Incoming;
+
+/* Under duk_safe_call (getters and the method itself may throw): looks the
+ * method up, calls it, converts what it returns into the results. */
+static duk_ret_t incoming_body(duk_context* ctx, void* udata) {
+  Incoming* c = udata;
+  JsExport* exp = c->inc->exp;
   js_stash_push(ctx, exp->key);
   if (exp->key == 0 || !duk_is_object(ctx, -1)) {
-    fprintf(js->err, "exported object gone before its call to %s\n", name);
-    duk_set_top(ctx, top);
-    js_fail_incoming(inc);
-    return;
+    snprintf(c->err, sizeof(c->err), "the object is gone");
+    return 0;
   }
-  duk_get_prop_string(ctx, -1, name);
+  duk_get_prop_string(ctx, -1, c->name);
   if (!duk_is_function(ctx, -1)) {
-    fprintf(js->err, "exported object has no function %s\n", name);
-    duk_set_top(ctx, top);
-    js_fail_incoming(inc);
-    return;
+    snprintf(c->err, sizeof(c->err), "no function %s", c->name);
+    return 0;
   }
   duk_swap_top(ctx, -2); /* [fn, this] */
-  size_t num_in = strlen(ins);
+  size_t num_in = strlen(c->ins);
+  duk_require_stack(ctx, (duk_idx_t)num_in + 4);
   for (size_t i = 0; i < num_in; i++)
-    js_push_arg(ctx, &inc->in[i], false);
-  if (duk_pcall_method(ctx, (duk_idx_t)num_in) != DUK_EXEC_SUCCESS) {
-    fprintf(js->err, "exception in exported method %s: %s\n", name,
-            duk_safe_to_stacktrace(ctx, -1));
-    duk_set_top(ctx, top);
-    js_fail_incoming(inc);
-    return;
-  }
+    js_push_arg(ctx, &c->inc->in[i], false);
+  duk_call_method(ctx, (duk_idx_t)num_in);
   /* The return value into the results: one value, or an array of them. */
-  size_t num_out = strlen(outs);
+  size_t num_out = strlen(c->outs);
   duk_idx_t value = duk_get_top_index(ctx);
-  bool ok = true;
-  char err[256] = "";
   if (num_out > 1 &&
       (!duk_is_array(ctx, value) || duk_get_length(ctx, value) != num_out)) {
-    snprintf(err, sizeof(err), "must return an array of %zu results", num_out);
-    ok = false;
+    snprintf(c->err, sizeof(c->err), "must return an array of %zu results",
+             num_out);
+    return 0;
   }
-  PluginObject* objects[SRPC_MAX_ARGS];
-  size_t num_objects = 0;
-  for (size_t i = 0; ok && i < num_out; i++) {
+  for (size_t i = 0; i < num_out; i++) {
     duk_idx_t at = value;
     if (num_out > 1) {
       duk_get_prop_index(ctx, value, (duk_uarridx_t)i);
       at = duk_get_top_index(ctx);
     }
-    ok = js_to_arg(ctx, at, outs[i], true, &inc->out[i], err, sizeof(err)) == 0;
-    if (ok && outs[i] == PLUGIN_TYPE_OBJECT && inc->out[i].u.ptr != NULL) {
-      objects[num_objects] = inc->out[i].u.ptr;
-      plugin_object_ref(objects[num_objects++]);
+    if (js_to_arg(ctx, at, c->outs[i], true, &c->inc->out[i], c->err,
+                  sizeof(c->err)) != 0)
+      return 0;
+    if (c->outs[i] == PLUGIN_TYPE_OBJECT && c->inc->out[i].u.ptr != NULL) {
+      c->objects[c->num_objects] = c->inc->out[i].u.ptr;
+      plugin_object_ref(c->objects[c->num_objects++]);
     }
+    if (num_out > 1)
+      duk_pop(ctx);
   }
-  if (!ok)
-    fprintf(js->err, "exported method %s: result: %s\n", name, err);
-  duk_set_top(ctx, top);
+  c->ok = true;
+  return 0;
+}
+
+/* The module the call came from, if any (main thread). */
+static JsModule* module_of(PluginJs* js, PluginObjects* ch) {
+  for (JsModule* m = js->modules; m != NULL; m = m->next) {
+    if (m->objects == ch)
+      return m;
+  }
+  return NULL;
+}
+
+void js_run_incoming(PluginJs* js, JsIncoming* inc) {
+  duk_context* ctx = js->ctx;
+  JsExport* exp = inc->exp;
+  size_t index = plugin_object_call_method(inc->call);
+  Incoming c = {js,
+                inc,
+                exp->names[index],
+                exp->ins[index],
+                exp->outs[index],
+                false,
+                "",
+                {NULL},
+                0};
+  JsModule* m = module_of(js, plugin_object_call_channel(inc->call));
+  if (m != NULL)
+    m->running++;
+  if (duk_safe_call(ctx, incoming_body, &c, 0, 1) != DUK_EXEC_SUCCESS) {
+    fprintf(js->err, "exception in exported method %s: %s\n", c.name,
+            duk_safe_to_stacktrace(ctx, -1));
+  } else if (!c.ok) {
+    fprintf(js->err, "exported method %s: %s\n", c.name, c.err);
+  }
+  duk_pop(ctx);
   plugin_object_call_complete(
-      inc->call, ok ? PLUGIN_OBJECT_OK : PLUGIN_OBJECT_METHOD_FAILED);
+      inc->call, c.ok ? PLUGIN_OBJECT_OK : PLUGIN_OBJECT_METHOD_FAILED);
   free(inc);
-  for (size_t i = 0; i < num_objects; i++) {
-    recheck_one(js, objects[i]);
-    plugin_object_unref(objects[i]);
+  for (size_t i = 0; i < c.num_objects; i++) {
+    js_export_done(js, c.objects[i]);
+    plugin_object_unref(c.objects[i]);
   }
+  if (m != NULL && --m->running == 0 && m->free_pending)
+    js_free_module(js, m);
 }
 
 static duk_ret_t export_finalize(duk_context* ctx) {
-  if (duk_get_prop_string(ctx, 0, EXPORT_KEY)) {
+  if (js_get_own(ctx, 0, EXPORT_KEY)) {
     JsExport* exp = duk_get_pointer(ctx, -1);
     duk_del_prop_string(ctx, 0, EXPORT_KEY);
     if (exp != NULL)
@@ -228,8 +280,8 @@ static duk_ret_t plugin_export_object(duk_context* ctx) {
   if (!duk_is_object(ctx, 0) || duk_is_function(ctx, 0) ||
       duk_is_buffer_data(ctx, 0))
     return duk_type_error(ctx, "exportObject: an object is required");
-  if (duk_has_prop_string(ctx, 0, EXPORT_KEY) ||
-      duk_has_prop_string(ctx, 0, PROXY_KEY))
+  bool taken = js_get_own(ctx, 0, EXPORT_KEY) || js_get_own(ctx, 0, PROXY_KEY);
+  if (taken)
     return duk_type_error(ctx, "exportObject: already exported or a proxy");
   if (!duk_is_array(ctx, 1))
     return duk_type_error(ctx,
@@ -335,33 +387,25 @@ static duk_ret_t proxy_invoke(duk_context* ctx) {
   return js_throw(ctx, "object", PLUGIN_OBJECT_NO_SUCH_METHOD);
 }
 
-static duk_ret_t proxy_release(duk_context* ctx) {
-  duk_push_this(ctx);
-  if (duk_get_prop_string(ctx, -1, PROXY_KEY)) {
-    PluginObject* o = duk_get_pointer(ctx, -1);
-    duk_pop(ctx);
-    duk_del_prop_string(ctx, -1, PROXY_KEY);
-    plugin_object_unref(o);
-  }
-  return 0;
-}
-
-static duk_ret_t proxy_is_alive(duk_context* ctx) {
-  duk_push_this(ctx);
-  PluginObject* o = NULL;
-  if (duk_get_prop_string(ctx, -1, PROXY_KEY))
-    o = duk_get_pointer(ctx, -1);
-  duk_push_boolean(ctx, o != NULL && plugin_object_is_alive(o));
-  return 1;
-}
-
 static duk_ret_t proxy_finalize(duk_context* ctx) {
-  if (duk_get_prop_string(ctx, 0, PROXY_KEY)) {
+  if (js_get_own(ctx, 0, PROXY_KEY)) {
     PluginObject* o = duk_get_pointer(ctx, -1);
     duk_del_prop_string(ctx, 0, PROXY_KEY);
     plugin_object_unref(o); /* the owner hears of it */
   }
   return 0;
+}
+
+static duk_ret_t proxy_release(duk_context* ctx) {
+  duk_push_this(ctx);
+  duk_insert(ctx, 0);
+  return proxy_finalize(ctx);
+}
+
+static duk_ret_t proxy_is_alive(duk_context* ctx) {
+  PluginObject* o = js_this_pointer(ctx, PROXY_KEY);
+  duk_push_boolean(ctx, o != NULL && plugin_object_is_alive(o));
+  return 1;
 }
 
 /* Defines property `prop` with the getter and/or setter methods. */
@@ -465,24 +509,15 @@ PluginObject* js_get_object(duk_context* ctx, duk_idx_t idx, bool* bad) {
   *bad = false;
   if (duk_is_null_or_undefined(ctx, idx))
     return NULL;
-  if (!duk_is_object(ctx, idx)) {
-    *bad = true;
-    return NULL;
-  }
-  idx = duk_normalize_index(ctx, idx);
   PluginObject* o = NULL;
-  if (duk_get_prop_string(ctx, idx, EXPORT_KEY)) {
+  if (js_get_own(ctx, idx, EXPORT_KEY)) {
     JsExport* exp = duk_get_pointer(ctx, -1);
-    duk_pop(ctx);
-    if (exp != NULL) {
-      pin(ctx, idx, exp); /* held while it is out */
-      return exp->object;
-    }
+    o = exp != NULL ? exp->object : NULL;
   } else {
     duk_pop(ctx);
+    if (js_get_own(ctx, idx, PROXY_KEY))
+      o = duk_get_pointer(ctx, -1);
   }
-  if (duk_get_prop_string(ctx, idx, PROXY_KEY))
-    o = duk_get_pointer(ctx, -1);
   duk_pop(ctx);
   if (o == NULL)
     *bad = true;

@@ -55,6 +55,32 @@ void js_finish_job(PluginJs* js, JsJob* job, bool call_back) {
   js_free_job(job);
 }
 
+typedef struct Conversion {
+  JsJob* job;
+  size_t count;
+  size_t failed; /* the argument that did not fit, or (size_t)-1 */
+  char err[256];
+} Conversion;
+
+/* Under duk_safe_call: the `count` values on the stack into job->in. The
+ * slot being converted is counted first, so that whatever it holds is
+ * freed with the job even if a getter throws midway. */
+static duk_ret_t convert_args(duk_context* ctx, void* udata) {
+  Conversion* c = udata;
+  /* The safe call runs in the caller's frame: the values are the top
+   * `count`. */
+  duk_idx_t base = duk_get_top(ctx) - (duk_idx_t)c->count;
+  for (size_t i = 0; i < c->count; i++) {
+    c->job->num_in = i + 1;
+    if (js_to_arg(ctx, base + (duk_idx_t)i, c->job->ins[i], false,
+                  &c->job->in[i], c->err, sizeof(c->err)) != 0) {
+      c->failed = i;
+      break;
+    }
+  }
+  return 0;
+}
+
 duk_ret_t js_invoke(duk_context* ctx,
                     JsModule* module,
                     PluginObject* proxy,
@@ -98,18 +124,22 @@ duk_ret_t js_invoke(duk_context* ctx,
                           signature, (int)ins_len, ins_len == 1 ? "" : "s",
                           (int)nargs);
   }
-  char err[256];
-  for (size_t i = 0; i < ins_len; i++) {
-    if (js_to_arg(ctx, first + (duk_idx_t)i, job->ins[i], false, &job->in[i],
-                  err, sizeof(err)) != 0) {
-      job->num_in = i;
-      js_exports_recheck(js, job->in, job->num_in);
-      js_free_job(job);
-      return duk_type_error(ctx, "argument %d of %s: %s", (int)i + 1, signature,
-                            err);
-    }
-    job->num_in = i + 1;
+  /* The arguments are converted under duk_safe_call: a getter may throw,
+   * and the job must be freed whatever happens. */
+  Conversion c = {job, ins_len, (size_t)-1, ""};
+  for (duk_idx_t i = 0; i < (duk_idx_t)ins_len; i++)
+    duk_dup(ctx, first + i);
+  bool thrown = duk_safe_call(ctx, convert_args, &c, (duk_idx_t)ins_len, 1) !=
+                DUK_EXEC_SUCCESS;
+  if (thrown || c.failed != (size_t)-1) {
+    js_exports_recheck(js, job->in, job->num_in);
+    js_free_job(job);
+    if (thrown)
+      return duk_throw(ctx); /* what the getter threw */
+    return duk_type_error(ctx, "argument %d of %s: %s", (int)c.failed + 1,
+                          signature, c.err);
   }
+  duk_pop(ctx);
   job->num_out = strlen(job->outs);
   js_prepare_results(js, job->outs, job->out);
 
@@ -223,13 +253,42 @@ static duk_ret_t module_post(duk_context* ctx) {
   return 0;
 }
 
+static bool hooked_since(PluginJs* js, void* arg) {
+  return js->hooks != *(uint64_t*)arg;
+}
+
 /* module.waitForMessage(timeoutMs): the module's next message, which its
- * onmessage will then not see; null on timeout. */
+ * onmessage will then not see; null on timeout. Meanwhile the main thread
+ * runs the module's calls into script objects (a module may call back
+ * before it posts), nothing else. */
 static duk_ret_t module_wait(duk_context* ctx) {
+  PluginJs* js = js_from_ctx(ctx);
   JsModule* m = this_module(ctx, true);
   int timeout = duk_get_int_default(ctx, 0, -1);
+  int64_t deadline = timeout < 0 ? -1 : js_now_ms() + timeout;
   PluginMessage msg;
-  int r = plugin_module_wait_message(m->module, timeout, &msg);
+  int r;
+  for (;;) {
+    pthread_mutex_lock(&js->mu);
+    uint64_t seen = js->hooks;
+    pthread_mutex_unlock(&js->mu);
+    r = plugin_module_wait_message(m->module, 0, &msg);
+    if (r != PLUGIN_ERROR_TIMED_OUT)
+      break;
+    int64_t now = js_now_ms();
+    if (deadline >= 0 && now >= deadline)
+      break;
+    /* A message arriving wakes the loop through the host's hook, unless
+     * tasks were already waiting: look again every few ms then. */
+    int64_t until = now + 5;
+    if (deadline >= 0 && deadline < until)
+      until = deadline;
+    if (js_pump(js, false, true, until, hooked_since, &seen) ==
+        PLUGIN_ERROR_CANCELLED) {
+      r = PLUGIN_ERROR_CANCELLED;
+      break;
+    }
+  }
   if (r == PLUGIN_ERROR_TIMED_OUT) {
     duk_push_null(ctx);
     return 1;
@@ -380,6 +439,18 @@ static int end_module(PluginJs* js, JsModule* m, int grace_ms) {
   int status = -1;
   plugin_module_shutdown(m->module, grace_ms, &status);
   js_pump(js, false, false, -1, module_idle, m);
+  js_stash_del(js->ctx, m->key);
+  m->key = 0;
+  /* From inside the module's own call into a script object the channel
+   * cannot be freed (it waits for that call): after it, then. */
+  if (m->running > 0)
+    m->free_pending = true;
+  else
+    js_free_module(js, m);
+  return status;
+}
+
+void js_free_module(PluginJs* js, JsModule* m) {
   pthread_mutex_lock(&js->mu);
   for (JsModule** p = &js->modules; *p != NULL; p = &(*p)->next) {
     if (*p == m) {
@@ -389,9 +460,7 @@ static int end_module(PluginJs* js, JsModule* m, int grace_ms) {
   }
   pthread_mutex_unlock(&js->mu);
   plugin_module_free(m->module);
-  js_stash_del(js->ctx, m->key);
   free(m);
-  return status;
 }
 
 /* module.shutdown(graceMs): asks it to exit, kills it after graceMs;
@@ -543,11 +612,17 @@ static void on_socket_message(PluginSocket* socket,
   duk_get_prop_string(ctx, -1, "callback");
   duk_swap_top(ctx, -2); /* [callback, socket] */
   if (msg == NULL) {
-    /* The end: callback(null, error), then the socket is closed. */
+    /* The end: callback(null, error), then the socket is closed, unless
+     * the callback closed it. */
     duk_push_null(ctx);
     duk_push_int(ctx, error);
     js_call_handler(js, 2);
-    forget_socket(js, s);
+    for (JsSocket* t = js->sockets; t != NULL; t = t->next) {
+      if (t == s) {
+        forget_socket(js, s);
+        break;
+      }
+    }
     return;
   }
   js->delivered++;

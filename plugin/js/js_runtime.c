@@ -58,11 +58,29 @@ void js_stash_del(duk_context* ctx, uint64_t key) {
   duk_pop(ctx);
 }
 
+bool js_get_own(duk_context* ctx, duk_idx_t idx, const char* key) {
+  idx = duk_normalize_index(ctx, idx);
+  if (!duk_is_object(ctx, idx)) {
+    duk_push_undefined(ctx);
+    return false;
+  }
+  duk_push_string(ctx, key);
+  duk_get_prop_desc(ctx, idx, 0);
+  if (!duk_is_object(ctx, -1)) {
+    duk_pop(ctx);
+    duk_push_undefined(ctx);
+    return false;
+  }
+  duk_get_prop_string(ctx, -1, "value");
+  duk_remove(ctx, -2);
+  return true;
+}
+
 void* js_this_pointer(duk_context* ctx, const char* key) {
   duk_idx_t top = duk_get_top(ctx);
   duk_push_this(ctx);
   void* p = NULL;
-  if (duk_is_object(ctx, -1) && duk_get_prop_string(ctx, -1, key))
+  if (js_get_own(ctx, -1, key))
     p = duk_get_pointer(ctx, -1);
   duk_set_top(ctx, top);
   return p;
@@ -147,8 +165,8 @@ const uint8_t* js_get_bytes(duk_context* ctx, duk_idx_t idx, size_t* len) {
 #define FD_KEY DUK_HIDDEN_SYMBOL("fd")
 
 static duk_ret_t descriptor_finalize(duk_context* ctx) {
-  if (duk_get_prop_string(ctx, 0, FD_KEY)) {
-    int fd = duk_get_int(ctx, -1);
+  if (js_get_own(ctx, 0, FD_KEY)) {
+    int fd = duk_get_int_default(ctx, -1, -1);
     if (fd >= 0)
       close(fd);
     duk_push_int(ctx, -1);
@@ -171,7 +189,7 @@ int js_get_descriptor(duk_context* ctx, duk_idx_t idx) {
   if (!duk_is_object(ctx, idx))
     return -1;
   int fd = -1;
-  if (duk_get_prop_string(ctx, idx, FD_KEY))
+  if (js_get_own(ctx, idx, FD_KEY))
     fd = duk_get_int_default(ctx, -1, -1);
   duk_pop(ctx);
   return fd;
@@ -188,15 +206,8 @@ static int this_descriptor(duk_context* ctx) {
 
 static duk_ret_t descriptor_close(duk_context* ctx) {
   duk_push_this(ctx);
-  if (duk_get_prop_string(ctx, -1, FD_KEY)) {
-    int fd = duk_get_int_default(ctx, -1, -1);
-    if (fd >= 0)
-      close(fd);
-  }
-  duk_pop(ctx);
-  duk_push_int(ctx, -1);
-  duk_put_prop_string(ctx, -2, FD_KEY);
-  return 0;
+  duk_insert(ctx, 0);
+  return descriptor_finalize(ctx);
 }
 
 static duk_ret_t descriptor_is_open(duk_context* ctx) {
@@ -320,6 +331,7 @@ static void* worker_main(void* arg) {
     js->queue = job->next;
     if (js->queue == NULL)
       js->queue_tail = NULL;
+    js->queued--;
     js->idle_workers--;
     pthread_mutex_unlock(&js->mu);
 
@@ -355,7 +367,9 @@ int js_submit(PluginJs* js, JsJob* job) {
   job->next = NULL;
   pthread_mutex_lock(&js->mu);
   int r = 0;
-  if (js->idle_workers == 0 && js->num_workers < kMaxWorkers) {
+  /* Every queued job needs an idle worker of its own: a job never waits
+   * behind a slow one while the pool can grow. */
+  if (js->idle_workers <= js->queued && js->num_workers < kMaxWorkers) {
     JsWorker* w = calloc(1, sizeof(*w));
     if (w != NULL && pthread_create(&w->thread, NULL, worker_main, js) == 0) {
       w->next = js->workers;
@@ -373,6 +387,7 @@ int js_submit(PluginJs* js, JsJob* job) {
     else
       js->queue = job;
     js->queue_tail = job;
+    js->queued++;
     js->jobs_in_flight++;
     if (job->module != NULL)
       job->module->busy++;
@@ -458,6 +473,7 @@ static void host_hook(void* user) {
   PluginJs* js = user;
   pthread_mutex_lock(&js->mu);
   js->host_pending = true;
+  js->hooks++;
   pthread_cond_broadcast(&js->cv);
   pthread_mutex_unlock(&js->mu);
 }

@@ -67,7 +67,8 @@ static bool get_int(duk_context* ctx, duk_idx_t idx, int32_t* v) {
 }
 
 static void push_long(duk_context* ctx, int64_t v) {
-  if ((double)v <= EXACT_LIMIT && (double)v >= -EXACT_LIMIT) {
+  const int64_t limit = INT64_C(1) << 53;
+  if (v <= limit && v >= -limit) {
     duk_push_number(ctx, (double)v);
   } else {
     char text[32];
@@ -145,7 +146,13 @@ int js_to_arg(duk_context* ctx,
               char* err,
               size_t err_len) {
   idx = duk_normalize_index(ctx, idx);
-  arg->type = type == PLUGIN_TYPE_OBJECT ? PLUGIN_TYPE_OBJECT : type;
+  if (!handler) {
+    /* A handler's result keeps its capacity (count) and type. */
+    memset(arg, 0, sizeof(*arg));
+    arg->type = type;
+    if (type == SRPC_TYPE_HANDLE)
+      arg->u.hval = -1; /* nothing to close if it fails */
+  }
   switch (type) {
     case SRPC_TYPE_BOOL:
       if (!duk_is_boolean(ctx, idx))
@@ -220,6 +227,7 @@ int js_to_arg(duk_context* ctx,
       if (o != NULL && !handler)
         plugin_object_ref(o); /* the call's own */
       arg->u.ptr = o;
+      js_export_use(ctx, idx, o);
       return 0;
     }
   }

@@ -71,6 +71,17 @@ test("every SRPC type to its script type and back", function() {
   devnull.close();
 });
 
+test("longs beyond 2^53 come back as exact decimal strings", function() {
+  var devnull = shell.open("/dev/null", "r");
+  var r = m.types(false, 0, 0, "9007199254740993", "", bytes([]), [], [],
+                  ["-9007199254740993", 9007199254740992], devnull);
+  eq(r[3], "9007199254740993", "l: 2^53 + 1, not rounded");
+  eq(r[8][0], "-9007199254740993", "L: -(2^53 + 1)");
+  eq(r[8][1], 9007199254740992, "L: 2^53 itself is a number");
+  r[9].close();
+  devnull.close();
+});
+
 test("values that do not fit are refused before anything is sent", function() {
   throws(function() { m.add(2147483648, 0); }, typeError, "int overflow");
   throws(function() { m.add(1.5, 0); }, typeError, "a fraction");
@@ -81,6 +92,14 @@ test("values that do not fit are refused before anything is sent", function() {
   throws(function() { m.types(true, 0, 0, 9007199254740994, "", bytes([]), [],
                               [], [], shell.open("/dev/null")); },
          typeError, "an inexact long");
+  throws(function() { m.echo({get byteLength() { throw new Error("x"); }}); },
+         typeError, "an object that is no buffer");
+  var hostile = [1, 2];
+  Object.defineProperty(hostile, 1, {get: function() { throw new RangeError("getter"); }});
+  throws(function() { m.types(true, 0, 0, 0, "", bytes([]), hostile, [], [],
+                              shell.open("/dev/null")); },
+         function(e) { check(e instanceof RangeError, "the getter's error: " + e); },
+         "a getter that throws during conversion");
   eq(m.add(2, 3), 5, "the channel still works");
 });
 

@@ -84,5 +84,18 @@ test("make_socket's descriptor carries messages both ways", function() {
   fd.close();
 });
 
+test("a make_socket callback may close its socket at the end", function() {
+  var ended = false;
+  var fd = plugin.make_socket(function(msg, error) {
+    if (msg === null) {
+      this.close();
+      ended = true;
+    }
+  });
+  fd.close();  // the other end goes: the callback's end
+  waitUntil(function() { return ended; }, 5000, "the end");
+  plugin.run(20);  // nothing more may run for it
+});
+
 runAll();
 m.shutdown(1000);

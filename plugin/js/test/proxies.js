@@ -75,5 +75,68 @@ test("a proxy's methods refuse wrong arguments", function() {
          pluginError("object", plugin.results.object.NO_SUCH_METHOD));
 });
 
+test("an object is held while a call carrying it is under way", function() {
+  var done = false;
+  (function() {
+    var o = plugin.exportObject({add: function(a, b) { return a * b; }},
+                                ["add:ii:i"]);
+    root.keep(o, function(err) { done = err === null; });
+    // A failing call with the same object, while keep is out.
+    throws(function() { root.call_add(o, "x", 1); }, typeError);
+  })();
+  shell.gc();
+  waitUntil(function() { return done; }, 5000, "keep");
+  shell.gc();
+  eq(root.kept_add(6, 7), 42, "the module's object still answers");
+  root.drop();
+});
+
+test("an exported method's getter that throws fails only that call", function() {
+  var bad = plugin.exportObject({get add() { throw new Error("getter"); }},
+                                ["add:ii:i"]);
+  throws(function() { root.call_add(bad, 1, 2); },
+         pluginError("object", plugin.results.object.METHOD_FAILED));
+  eq(root.call_add(calculator, 1, 2), 3, "the channel still works");
+});
+
+test("inherited native state is not the object's own", function() {
+  var c = root.make_counter(3);
+  var fake = Object.create(c);
+  fake.release();  // not a proxy itself: nothing happens
+  eq(c.inc(), 4, "the real proxy still works");
+  throws(function() { fake.inc(); },
+         pluginError("object", plugin.results.object.NOT_A_PROXY));
+  var fd = shell.open("/dev/null", "r");
+  Object.create(fd).close();
+  check(fd.isOpen(), "the real descriptor is still open");
+  fd.close();
+  throws(function() { Object.create(m).shutdown(0); },
+         pluginError("plugin", plugin.results.plugin.CLOSED));
+  eq(m.add(1, 1), 2, "the module still runs");
+});
+
+test("a module shut down from inside its own call into the script", function() {
+  var other = launch();
+  var killer = plugin.exportObject({
+    add: function(a, b) { other.shutdown(0); return a + b; }
+  }, ["add:ii:i"]);
+  var otherRoot = other.root();
+  throws(function() { otherRoot.call_add(killer, 1, 2); },
+         function(e) { eq(e.name, "PluginError", "an error, not a hang"); });
+  check(!other.isAlive(), "shut down");
+});
+
+test("a slow asynchronous call does not hold up a synchronous one", function() {
+  var other = launch();
+  var done = false;
+  other.sleep(1000, function() { done = true; });
+  var t0 = shell.now();
+  eq(m.add(1, 2), 3, "the synchronous call");
+  check(shell.now() - t0 < 500, "not behind the slow one: " +
+        (shell.now() - t0) + " ms");
+  waitUntil(function() { return done; }, 5000, "the slow one");
+  other.shutdown(0);
+});
+
 runAll();
 m.shutdown(1000);
