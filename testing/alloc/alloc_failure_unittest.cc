@@ -49,8 +49,9 @@ long EveryFailurePoint(Attempt attempt, bool may_absorb = false) {
       EXPECT_TRUE(ok) << "failed with no allocation failing";
       return k;
     }
-    if (!may_absorb)
+    if (!may_absorb) {
       EXPECT_FALSE(ok) << "succeeded although allocation " << k << " failed";
+    }
     if (::testing::Test::HasFailure())
       return k;
   }
@@ -114,8 +115,9 @@ TEST(AllocFailureTest, SrpcEncode) {
     size_t num_fds = 0;
     int r = EncodeEveryType(&buf, &num_fds);
     srpc_buffer_free(&buf);
-    if (r != SRPC_RESULT_OK)
+    if (r != SRPC_RESULT_OK) {
       EXPECT_EQ(SRPC_RESULT_NO_MEMORY, r);
+    }
     return r == SRPC_RESULT_OK;
   });
 }
@@ -333,7 +335,8 @@ TEST(AllocFailureTest, BrokerPolicies) {
     BrokerPolicy* p = broker_policy_new();
     if (p == nullptr)
       return false;
-    int r = broker_policy_allow(p, "/tmp", BROKER_ALLOW_READ | BROKER_RECURSIVE);
+    int r =
+        broker_policy_allow(p, "/tmp", BROKER_ALLOW_READ | BROKER_RECURSIVE);
     if (r == 0)
       r = broker_policy_allow(p, "/etc/hostname", BROKER_ALLOW_READ);
     if (r == 0) {
@@ -345,8 +348,9 @@ TEST(AllocFailureTest, BrokerPolicies) {
         r = -fd;
     }
     broker_policy_free(p);
-    if (r != 0)
+    if (r != 0) {
       EXPECT_EQ(ENOMEM, r);
+    }
     return r == 0;
   });
 }
