@@ -87,7 +87,8 @@ struct PluginObjects {
   SrpcChannel* channel;
   pthread_t serve_thread;
   pthread_t release_thread;
-  pthread_cond_t cv; /* pending releases, stopping, busy */
+  pthread_cond_t cv;         /* busy and incoming fell (for the free) */
+  pthread_cond_t release_cv; /* releases pending, or stopping */
   bool closed;
   bool stopping;
   int busy;     /* calls in progress on `channel` */
@@ -455,7 +456,7 @@ static void queue_release_locked(PluginObjects* ch,
   memcpy(r->id, id, PLUGIN_OBJECT_ID_BYTES);
   r->count = count;
   r->mentions = mentions;
-  pthread_cond_broadcast(&ch->cv);
+  pthread_cond_signal(&ch->release_cv);
 }
 
 /* Sends queued releases, a batch per message. */
@@ -467,7 +468,7 @@ static void* release_main(void* arg) {
   pthread_mutex_lock(&g_mu);
   for (;;) {
     while (!ch->stopping && ch->num_pending == 0)
-      pthread_cond_wait(&ch->cv, &g_mu);
+      pthread_cond_wait(&ch->release_cv, &g_mu);
     if (ch->num_pending == 0)
       break;
     size_t n =
@@ -1081,11 +1082,13 @@ PluginObjects* plugin_objects_new(int fd) {
   if (ch->service == NULL)
     close(fd);
   pthread_cond_init(&ch->cv, NULL);
+  pthread_cond_init(&ch->release_cv, NULL);
   if (ch->channel == NULL ||
       pthread_create(&ch->serve_thread, NULL, serve_main, ch) != 0) {
     srpc_channel_free(ch->channel);
     srpc_service_free(ch->service);
     pthread_cond_destroy(&ch->cv);
+    pthread_cond_destroy(&ch->release_cv);
     free(ch);
     return NULL;
   }
@@ -1095,6 +1098,7 @@ PluginObjects* plugin_objects_new(int fd) {
     srpc_channel_free(ch->channel);
     srpc_service_free(ch->service);
     pthread_cond_destroy(&ch->cv);
+    pthread_cond_destroy(&ch->release_cv);
     free(ch);
     return NULL;
   }
@@ -1108,7 +1112,7 @@ void plugin_objects_free(PluginObjects* ch) {
   pthread_join(ch->serve_thread, NULL); /* closes the channel's tables */
   pthread_mutex_lock(&g_mu);
   ch->stopping = true;
-  pthread_cond_broadcast(&ch->cv);
+  pthread_cond_signal(&ch->release_cv);
   while (ch->busy > 0 || ch->incoming > 0)
     pthread_cond_wait(&ch->cv, &g_mu);
   pthread_mutex_unlock(&g_mu);
@@ -1116,6 +1120,7 @@ void plugin_objects_free(PluginObjects* ch) {
   srpc_channel_free(ch->channel);
   srpc_service_free(ch->service);
   pthread_cond_destroy(&ch->cv);
+  pthread_cond_destroy(&ch->release_cv);
   free(ch->pending);
   free(ch);
 }
