@@ -112,17 +112,21 @@ int srpc_channel_send(SrpcChannel* ch,
                       size_t num_templates,
                       const SrpcArg* values,
                       size_t num_values) {
+  /* Large char arrays go from the caller's own buffers, not copied. */
   SrpcBuffer body = {0};
   int fds[SRPC_MAX_ARGS];
   size_t num_fds;
-  int r = srpc_wire_encode(header, templates, num_templates, values, num_values,
-                           &body, fds, &num_fds);
-  if (r == SRPC_RESULT_OK && body.len > ch->max_message_bytes)
+  SrpcSegment segs[2 * SRPC_MAX_ARGS + 1];
+  size_t num_segs = 0, len = 0;
+  int r = srpc_wire_encode_gather(header, templates, num_templates, values,
+                                  num_values, &body, segs, &num_segs, &len, fds,
+                                  &num_fds);
+  if (r == SRPC_RESULT_OK && len > ch->max_message_bytes)
     r = SRPC_RESULT_NO_MEMORY;
   if (r == SRPC_RESULT_OK) {
     pthread_mutex_lock(&ch->send_mu);
-    int sent = srpc_fragment_send(ch->fd, body.data, body.len, fds, num_fds,
-                                  SRPC_MAX_DATAGRAM_BYTES);
+    int sent = srpc_fragment_send_segments(ch->fd, segs, num_segs, len, fds,
+                                           num_fds, SRPC_MAX_DATAGRAM_BYTES);
     if (sent == -2)
       shutdown(ch->fd, SHUT_RDWR); /* half a message: the stream is lost */
     pthread_mutex_unlock(&ch->send_mu);
@@ -231,9 +235,9 @@ static void read_one(SrpcChannel* ch,
     int fds[SRPC_MAX_ARGS];
     size_t num_fds;
     srpc_reassembly_take(&ch->reassembly, &data, &len, fds, &num_fds);
-    decoded =
-        srpc_wire_decode(data, len, fds, num_fds, ch->max_message_bytes, &m);
-    free(data);
+    /* The message keeps the bytes: its char arrays point into them. */
+    decoded = srpc_wire_decode_body(data, len, fds, num_fds,
+                                    ch->max_message_bytes, &m);
   } else if (got == 2) {
     /* Read whole but dropped for lack of memory: answered (or, for a
      * reply, reported to its caller) as NO_MEMORY, by its header. */
@@ -307,12 +311,19 @@ int srpc_channel_serve(SrpcChannel* ch) {
 
 /* Moves reply value `v` into the caller's result `out` (same type, and an
  * array that fits: take_results checked). */
-static void copy_result(SrpcArg* v, SrpcArg* out) {
+/* Moves one value of the reply into the caller's result. `copy` is, for
+ * an array the caller wants allocated that is part of the message's own
+ * bytes, a buffer already made for it. */
+static void copy_result(SrpcArg* v, void* copy, SrpcArg* out) {
   size_t size = srpc_type_element_size(v->type);
   if (v->type == SRPC_TYPE_STRING) {
     out->u.str = v->u.str;
     out->count = v->count;
     v->u.str = NULL;
+  } else if (size != 0 && out->u.ptr == NULL && copy != NULL) {
+    memcpy(copy, v->u.ptr, (size_t)v->count * size);
+    out->u.ptr = copy;
+    out->count = v->count;
   } else if (size != 0 && out->u.ptr == NULL) {
     out->u.ptr = v->u.ptr; /* the caller asked for the array itself */
     out->count = v->count;
@@ -348,8 +359,23 @@ static int take_results(SrpcMessage* reply, SrpcArg* out, size_t num_out) {
         v->count > out[i].count)
       return SRPC_RESULT_MESSAGE_TRUNCATED;
   }
+  /* Arrays the caller wants allocated that are part of the message's
+   * bytes get buffers of their own, all of them before anything moves. */
+  void* copies[SRPC_MAX_ARGS] = {NULL};
+  for (size_t i = 0; i < num_out; i++) {
+    const SrpcArg* v = &reply->values[i];
+    if (out[i].u.ptr != NULL || !srpc_message_borrowed(reply, i) ||
+        v->count == 0)
+      continue;
+    copies[i] = malloc((size_t)v->count * srpc_type_element_size(v->type));
+    if (copies[i] == NULL) {
+      for (size_t k = 0; k < i; k++)
+        free(copies[k]);
+      return SRPC_RESULT_NO_MEMORY;
+    }
+  }
   for (size_t i = 0; i < num_out; i++)
-    copy_result(&reply->values[i], &out[i]);
+    copy_result(&reply->values[i], copies[i], &out[i]);
   return SRPC_RESULT_OK;
 }
 

@@ -38,14 +38,14 @@ struct SrpcChannel {
   pthread_mutex_t mu;      /* everything below */
   pthread_cond_t cv;
   int refs;
-  int wake_fd;     /* eventfd: interrupts a server loop's wait for input */
-  int serving;     /* server loops running */
-  int dispatching; /* of those, running a handler (not able to read) */
+  int wake_fd;         /* eventfd: interrupts a server loop's wait for input */
+  int serving;         /* server loops running */
+  int dispatching;     /* of those, running a handler (not able to read) */
   int bounded_waiting; /* bounded callers waiting for a reply */
-  int outstanding; /* requests dispatched and not yet completed */
-  bool reading;    /* one thread at a time receives */
-  bool closed;     /* end of stream or failure: no reply will come */
-  bool failed;     /* closed by a read or framing error */
+  int outstanding;     /* requests dispatched and not yet completed */
+  bool reading;        /* one thread at a time receives */
+  bool closed;         /* end of stream or failure: no reply will come */
+  bool failed;         /* closed by a read or framing error */
   bool break_requested;
   uint32_t next_id;
   SrpcPendingCall* pending;
@@ -69,6 +69,9 @@ struct SrpcRpc {
   SrpcArg* out;
   size_t num_out;
   uint32_t* capacity; /* per result: what the caller can take */
+  uint8_t* body;      /* the request's bytes, which char arrays of `in`
+                         may point into (bits of `borrowed`) */
+  uint64_t borrowed[2];
 };
 
 /* Encodes and sends one message. Returns SRPC_RESULT_OK, an encoding error,

@@ -67,6 +67,51 @@ class SrpcFragmentTest : public ::testing::Test {
   int devnull_;
 };
 
+// A message in pieces (what a gathered encoding hands over): pieces of
+// every size, empty ones too, crossing datagram boundaries anywhere,
+// arrive as the one message they make.
+TEST_F(SrpcFragmentTest, SegmentsArriveAsOneMessage) {
+  for (size_t seed : {1u, 2u, 3u}) {
+    std::vector<std::vector<uint8_t>> pieces;
+    size_t len = 0;
+    for (size_t i = 0; i < 40; i++) {
+      size_t n = (i * 7919 * seed) % 50000;
+      if (i % 9 == 0)
+        n = 0;
+      std::vector<uint8_t> piece(n);
+      for (size_t k = 0; k < n; k++)
+        piece[k] = static_cast<uint8_t>(len + k);
+      len += n;
+      pieces.push_back(piece);
+    }
+    std::vector<SrpcSegment> segs;
+    for (const auto& piece : pieces)
+      segs.push_back({piece.data(), piece.size()});
+    int fds[3] = {devnull_, devnull_, devnull_};
+    std::thread sender([&] {
+      EXPECT_EQ(
+          0, srpc_fragment_send_segments(pair_[0], segs.data(), segs.size(),
+                                         len, fds, 3, SRPC_MAX_DATAGRAM_BYTES));
+    });
+    SrpcReassembly r;
+    srpc_reassembly_init(&r, SRPC_DEFAULT_MAX_MESSAGE_BYTES);
+    ASSERT_EQ(1, srpc_fragment_receive(pair_[1], &r));
+    sender.join();
+    uint8_t* data;
+    size_t got_len, got_fds;
+    int received[SRPC_MAX_ARGS];
+    srpc_reassembly_take(&r, &data, &got_len, received, &got_fds);
+    ASSERT_EQ(len, got_len);
+    for (size_t k = 0; k < len; k++) {
+      ASSERT_EQ(static_cast<uint8_t>(k), data[k]) << "byte " << k;
+    }
+    EXPECT_EQ(3u, got_fds);
+    for (size_t i = 0; i < got_fds; i++)
+      close(received[i]);
+    free(data);
+  }
+}
+
 TEST_F(SrpcFragmentTest, SizesAroundEveryFragmentBoundary) {
   for (size_t base : {kFirstPayload, kFirstPayload + kLaterPayload,
                       kFirstPayload + 3 * kLaterPayload}) {

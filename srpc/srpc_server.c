@@ -245,7 +245,11 @@ void srpc_server_dispatch(SrpcChannel* ch, SrpcMessage* m, int decoded) {
     if (rpc->out[i].type == SRPC_TYPE_HANDLE)
       rpc->out[i].u.hval = -1;
   }
+  rpc->body = m->body;
+  rpc->borrowed[0] = m->borrowed[0];
+  rpc->borrowed[1] = m->borrowed[1];
   m->values = NULL;
+  m->body = NULL;
   free(m->templates);
   m->templates = NULL;
   s->handlers[rpc->rpc_number](rpc, rpc->in, rpc->out, s->user);
@@ -286,8 +290,13 @@ void srpc_rpc_complete(SrpcRpc* rpc, int result) {
     h.result = (uint32_t)sent;
     srpc_channel_send(ch, &h, NULL, 0, NULL, 0);
   }
+  for (size_t i = 0; i < rpc->num_in; i++) {
+    if ((rpc->borrowed[i / 64] >> (i % 64)) & 1u)
+      rpc->in[i].u.ptr = NULL; /* part of the body, freed below */
+  }
   srpc_args_release(rpc->in, rpc->num_in);
   srpc_args_release(rpc->out, rpc->num_out);
+  free(rpc->body);
   free(rpc->in);
   free(rpc->out);
   free(rpc->capacity);

@@ -129,19 +129,31 @@ static void put_body(uint8_t* p, const SrpcArg* arg) {
   }
 }
 
-int srpc_wire_encode(const SrpcHeader* header,
-                     const SrpcArg* templates,
-                     size_t num_templates,
-                     const SrpcArg* values,
-                     size_t num_values,
-                     SrpcBuffer* out,
-                     int* fds,
-                     size_t* num_fds) {
+/* Whether value `arg`'s body goes by reference (gathered encoding). */
+static bool gathered(const SrpcArg* arg, bool gather) {
+  return gather && arg->type == SRPC_TYPE_CHAR_ARRAY &&
+         arg->count >= SRPC_GATHER_MIN_BYTES;
+}
+
+/* Encodes into `out`; with `segs`, large char arrays are referenced
+ * instead of copied and the message is segs[0..*num_segs). */
+static int encode(const SrpcHeader* header,
+                  const SrpcArg* templates,
+                  size_t num_templates,
+                  const SrpcArg* values,
+                  size_t num_values,
+                  SrpcBuffer* out,
+                  int* fds,
+                  size_t* num_fds,
+                  SrpcSegment* segs,
+                  size_t* num_segs,
+                  size_t* message_len) {
   *num_fds = 0;
   if (num_templates > SRPC_MAX_ARGS || num_values > SRPC_MAX_ARGS)
     return SRPC_RESULT_TOO_MANY_ARGS;
   size_t total =
       SRPC_HEADER_BYTES + SRPC_ARG_BYTES * (num_templates + num_values);
+  size_t copied = total; /* what goes into `out` */
   for (size_t i = 0; i < num_templates; i++) {
     if (!valid_for_encoding(&templates[i], false))
       return SRPC_RESULT_BAD_ARG_TYPE;
@@ -153,11 +165,14 @@ int srpc_wire_encode(const SrpcHeader* header,
     if (body > UINT32_MAX || body > SIZE_MAX / 2 - total)
       return SRPC_RESULT_NO_MEMORY;
     total += body;
+    if (!gathered(&values[i], segs != NULL))
+      copied += body;
   }
-  if (!buffer_reserve(out, total))
+  if (!buffer_reserve(out, copied))
     return SRPC_RESULT_NO_MEMORY;
 
-  uint8_t* p = out->data + out->len;
+  uint8_t* start = out->data + out->len;
+  uint8_t* p = start;
   const uint32_t words[7] = {header->protocol_version, header->request_id,
                              header->is_request,       header->rpc_number,
                              header->result,           (uint32_t)num_values,
@@ -168,14 +183,58 @@ int srpc_wire_encode(const SrpcHeader* header,
     put_record(p, &templates[i], false);
   for (size_t i = 0; i < num_values; i++, p += SRPC_ARG_BYTES)
     put_record(p, &values[i], true);
+  uint8_t* run = start; /* the buffer's bytes not yet in a segment */
+  size_t n = 0;
   for (size_t i = 0; i < num_values; i++) {
-    put_body(p, &values[i]);
-    p += body_bytes(&values[i]);
+    if (gathered(&values[i], segs != NULL)) {
+      if (p > run)
+        segs[n++] = (SrpcSegment){run, (size_t)(p - run)};
+      segs[n++] =
+          (SrpcSegment){(const uint8_t*)values[i].u.carr, values[i].count};
+      run = p;
+    } else {
+      put_body(p, &values[i]);
+      p += body_bytes(&values[i]);
+    }
     if (values[i].type == SRPC_TYPE_HANDLE)
       fds[(*num_fds)++] = values[i].u.hval;
   }
-  out->len += total;
+  if (segs != NULL) {
+    if (p > run || n == 0)
+      segs[n++] = (SrpcSegment){run, (size_t)(p - run)};
+    *num_segs = n;
+  }
+  out->len += copied;
+  if (message_len != NULL)
+    *message_len = total;
   return SRPC_RESULT_OK;
+}
+
+int srpc_wire_encode(const SrpcHeader* header,
+                     const SrpcArg* templates,
+                     size_t num_templates,
+                     const SrpcArg* values,
+                     size_t num_values,
+                     SrpcBuffer* out,
+                     int* fds,
+                     size_t* num_fds) {
+  return encode(header, templates, num_templates, values, num_values, out, fds,
+                num_fds, NULL, NULL, NULL);
+}
+
+int srpc_wire_encode_gather(const SrpcHeader* header,
+                            const SrpcArg* templates,
+                            size_t num_templates,
+                            const SrpcArg* values,
+                            size_t num_values,
+                            SrpcBuffer* out,
+                            SrpcSegment* segs,
+                            size_t* num_segs,
+                            size_t* message_len,
+                            int* fds,
+                            size_t* num_fds) {
+  return encode(header, templates, num_templates, values, num_values, out, fds,
+                num_fds, segs, num_segs, message_len);
 }
 
 void srpc_args_release(SrpcArg* args, size_t n) {
@@ -192,10 +251,17 @@ void srpc_args_release(SrpcArg* args, size_t n) {
 }
 
 void srpc_message_free(SrpcMessage* message) {
+  for (size_t i = 0; message->values != NULL && i < 128; i++) {
+    if (srpc_message_borrowed(message, i))
+      message->values[i].u.ptr = NULL; /* the body's, freed below */
+  }
   srpc_args_release(message->values, message->header.value_len);
   free(message->values);
   free(message->templates);
+  free(message->body);
   message->values = message->templates = NULL;
+  message->body = NULL;
+  message->borrowed[0] = message->borrowed[1] = 0;
 }
 
 /* Reads one record at `p` into *arg (scalars and counts only). */
@@ -232,7 +298,11 @@ static int get_record(const uint8_t* p, SrpcArg* arg) {
 
 /* Reads the body of array or string value `arg` (count already set from its
  * record) from [*p, end), advancing *p. */
-static int get_body(const uint8_t** p, const uint8_t* end, SrpcArg* arg) {
+static int get_body(const uint8_t** p,
+                    const uint8_t* end,
+                    SrpcArg* arg,
+                    bool borrow,
+                    bool* borrowed) {
   size_t size = srpc_type_element_size(arg->type);
   if (size == 0)
     return SRPC_RESULT_OK;
@@ -252,6 +322,11 @@ static int get_body(const uint8_t** p, const uint8_t* end, SrpcArg* arg) {
   }
   if (bytes == 0)
     return SRPC_RESULT_OK;
+  if (borrow && arg->type == SRPC_TYPE_CHAR_ARRAY) {
+    arg->u.ptr = (void*)(uintptr_t)src; /* the message's own bytes */
+    *borrowed = true;
+    return SRPC_RESULT_OK;
+  }
   uint8_t* data = malloc(bytes);
   if (data == NULL)
     return SRPC_RESULT_NO_MEMORY;
@@ -273,6 +348,7 @@ static int get_body(const uint8_t** p, const uint8_t* end, SrpcArg* arg) {
 static int decode_args(const uint8_t* data,
                        size_t len,
                        size_t max_bytes,
+                       bool borrow,
                        SrpcMessage* out) {
   const SrpcHeader* h = &out->header;
   size_t records = (size_t)h->template_len + h->value_len;
@@ -314,15 +390,18 @@ static int decode_args(const uint8_t* data,
   for (uint32_t i = 0; i < h->value_len; i++, p += SRPC_ARG_BYTES) {
     SrpcArg arg;
     memset(&arg, 0, sizeof(arg));
+    bool borrowed = false;
     int r = get_record(p, &arg);
     if (r == SRPC_RESULT_OK)
-      r = get_body(&bodies, end, &arg);
+      r = get_body(&bodies, end, &arg, borrow, &borrowed);
     if (r != SRPC_RESULT_OK) {
-      if (srpc_type_element_size(arg.type) != 0)
+      if (srpc_type_element_size(arg.type) != 0 && !borrowed)
         free(arg.u.ptr);
       return r;
     }
     out->values[i] = arg;
+    if (borrowed)
+      out->borrowed[i / 64] |= (uint64_t)1 << (i % 64);
   }
   return bodies == end ? SRPC_RESULT_OK : SRPC_RESULT_MESSAGE_TRUNCATED;
 }
@@ -349,12 +428,13 @@ static void close_fds(int* fds, size_t n) {
   }
 }
 
-int srpc_wire_decode(const uint8_t* data,
-                     size_t len,
-                     int* fds,
-                     size_t num_fds,
-                     size_t max_bytes,
-                     SrpcMessage* out) {
+static int decode(const uint8_t* data,
+                  size_t len,
+                  int* fds,
+                  size_t num_fds,
+                  size_t max_bytes,
+                  bool borrow,
+                  SrpcMessage* out) {
   memset(out, 0, sizeof(*out));
   if (len < SRPC_HEADER_BYTES) {
     close_fds(fds, num_fds);
@@ -374,7 +454,7 @@ int srpc_wire_decode(const uint8_t* data,
   else if (len > max_bytes)
     r = SRPC_RESULT_NO_MEMORY;
   if (r == SRPC_RESULT_OK)
-    r = decode_args(data, len, max_bytes, out);
+    r = decode_args(data, len, max_bytes, borrow, out);
   if (r == SRPC_RESULT_OK)
     r = attach_descriptors(out, fds, num_fds);
   close_fds(fds, num_fds);
@@ -383,5 +463,28 @@ int srpc_wire_decode(const uint8_t* data,
     srpc_message_free(out);
     out->header = header;
   }
+  return r;
+}
+
+int srpc_wire_decode(const uint8_t* data,
+                     size_t len,
+                     int* fds,
+                     size_t num_fds,
+                     size_t max_bytes,
+                     SrpcMessage* out) {
+  return decode(data, len, fds, num_fds, max_bytes, false, out);
+}
+
+int srpc_wire_decode_body(uint8_t* data,
+                          size_t len,
+                          int* fds,
+                          size_t num_fds,
+                          size_t max_bytes,
+                          SrpcMessage* out) {
+  int r = decode(data, len, fds, num_fds, max_bytes, true, out);
+  if (r == SRPC_RESULT_OK)
+    out->body = data; /* what the char arrays point into */
+  else
+    free(data); /* the failed message released what it had */
   return r;
 }

@@ -4,6 +4,7 @@
 #ifndef SRPC_SRPC_WIRE_H_
 #define SRPC_SRPC_WIRE_H_
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,7 +45,17 @@ typedef struct SrpcMessage {
   SrpcHeader header;
   SrpcArg* templates;
   SrpcArg* values;
+  /* With srpc_wire_decode_body: the message's bytes, which its char arrays
+   * point into (bit i of `borrowed` set for value i) instead of owning a
+   * copy. */
+  uint8_t* body;
+  uint64_t borrowed[2];
 } SrpcMessage;
+
+/* Whether value i of `m` points into m->body. */
+static inline bool srpc_message_borrowed(const SrpcMessage* m, size_t i) {
+  return (m->borrowed[i / 64] >> (i % 64)) & 1u;
+}
 
 /* A growable byte buffer. */
 typedef struct SrpcBuffer {
@@ -72,6 +83,32 @@ int srpc_wire_encode(const SrpcHeader* header,
                      int* fds,
                      size_t* num_fds);
 
+/* A piece of an encoded message. */
+typedef struct SrpcSegment {
+  const uint8_t* data;
+  size_t len;
+} SrpcSegment;
+
+/* Char arrays at least this long are gathered, not copied. */
+#define SRPC_GATHER_MIN_BYTES 4096
+
+/* As srpc_wire_encode, but the bodies of char arrays of at least
+ * SRPC_GATHER_MIN_BYTES are not copied: the message is the concatenation
+ * of segs[0..*num_segs) (room for 2 * num_values + 1), which point into
+ * `out` (which must not change meanwhile) and into the values' own arrays;
+ * *message_len is its length. */
+int srpc_wire_encode_gather(const SrpcHeader* header,
+                            const SrpcArg* templates,
+                            size_t num_templates,
+                            const SrpcArg* values,
+                            size_t num_values,
+                            SrpcBuffer* out,
+                            SrpcSegment* segs,
+                            size_t* num_segs,
+                            size_t* message_len,
+                            int* fds,
+                            size_t* num_fds);
+
 /* Decodes the message body data[0..len) with its descriptors fds[0..n).
  * Takes ownership of the descriptors whatever happens: those of 'h' values
  * move into the message, the rest are closed.
@@ -92,6 +129,16 @@ int srpc_wire_decode(const uint8_t* data,
                      size_t num_fds,
                      size_t max_bytes,
                      SrpcMessage* out);
+
+/* As srpc_wire_decode, but takes `data` (malloc'd), whatever happens: the
+ * message keeps it, and its char arrays point into it instead of being
+ * copied (one copy less for large messages). */
+int srpc_wire_decode_body(uint8_t* data,
+                          size_t len,
+                          int* fds,
+                          size_t num_fds,
+                          size_t max_bytes,
+                          SrpcMessage* out);
 
 /* Frees what a decoded message owns and closes its descriptors. */
 void srpc_message_free(SrpcMessage* message);
