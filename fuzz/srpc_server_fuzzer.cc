@@ -36,13 +36,26 @@ void Echo(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void*) {
   srpc_rpc_complete(rpc, SRPC_RESULT_OK);
 }
 
-const SrpcMethod kMethods[] = {{"add:ii:i", Add}, {"echo:sLh:sLh", Echo}};
+// Char arrays of 4 KiB or more arrive as part of the request's own bytes:
+// read, written, and echoed from there.
+void Bytes(SrpcRpc* rpc, SrpcArg* in, SrpcArg* out, void*) {
+  if (in[0].count > 0)
+    in[0].u.carr[0] ^= 1;
+  void* p = srpc_arg_alloc(&out[0], in[0].count);
+  if (p != nullptr && in[0].count > 0)
+    memcpy(p, in[0].u.carr, in[0].count);
+  srpc_rpc_complete(rpc, SRPC_RESULT_OK);
+}
+
+const SrpcMethod kMethods[] = {{"add:ii:i", Add},
+                               {"echo:sLh:sLh", Echo},
+                               {"bytes:C:C", Bytes}};
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static SrpcService* service =
-      srpc_service_new(kMethods, 2, nullptr, nullptr, nullptr);
+      srpc_service_new(kMethods, 3, nullptr, nullptr, nullptr);
   size_t fds_before = harness::CountOpenDescriptors();
   int pair[2];
   FUZZ_CHECK(imc_socketpair(pair) == 0);

@@ -164,7 +164,9 @@ SRPC_EXPORT int srpc_discovery_parse(const char* text,
 typedef struct SrpcRpc SrpcRpc; /* one incoming call, until completed */
 
 /* A method. `in` holds the inputs, typed as the signature says (owned by
- * the library; a handler that keeps a descriptor sets its hval to -1).
+ * the library; a handler that keeps a descriptor sets its hval to -1;
+ * arrays may be read and written but not freed, reallocated or handed to
+ * `out`: a large char array is part of the request's own bytes).
  * `out` holds the results to fill, typed as the signature says: scalars by
  * value; arrays start empty with `count` = the most elements the caller can
  * take (use srpc_arg_alloc); strings with srpc_arg_set_string or a

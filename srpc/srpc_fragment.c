@@ -22,7 +22,10 @@ int srpc_fragment_send_segments(int fd,
                                 const int* fds,
                                 size_t num_fds,
                                 size_t max_datagram) {
-  if (len > UINT32_MAX || num_fds > SRPC_MAX_ARGS ||
+  size_t sum = 0;
+  for (size_t i = 0; i < num_segs; i++)
+    sum += segs[i].len;
+  if (len > UINT32_MAX || sum != len || num_fds > SRPC_MAX_ARGS ||
       max_datagram <= 2 * SRPC_LENGTH_RECORD_BYTES ||
       max_datagram > SRPC_MAX_DATAGRAM_BYTES) {
     errno = EINVAL;
@@ -50,6 +53,8 @@ int srpc_fragment_send_segments(int fd,
       size_t take = segs[seg].len - seg_off;
       if (take > room - chunk)
         take = room - chunk;
+      if (take > len - sent - chunk)
+        take = len - sent - chunk;
       iov[num_iov++] = (struct NaClImcMsgIoVec){
           (void*)(uintptr_t)(segs[seg].data + seg_off), take};
       seg_off += take;

@@ -24,8 +24,15 @@ extern "C" {
  * senders off `fd` until it returns. Returns 0; -1 with errno (imc's) if
  * nothing was sent; -2 with errno if the failure came after some datagrams
  * went out (the peer holds part of a message: the connection is unusable). */
-/* The same for a message in pieces: segs[0..num_segs), `len` bytes in
- * all. */
+int srpc_fragment_send(int fd,
+                       const uint8_t* body,
+                       size_t len,
+                       const int* fds,
+                       size_t num_fds,
+                       size_t max_datagram);
+
+/* The same for a message in pieces: segs[0..num_segs), which must add up
+ * to `len` bytes (else -1, EINVAL, nothing sent). */
 int srpc_fragment_send_segments(int fd,
                                 const SrpcSegment* segs,
                                 size_t num_segs,
@@ -33,13 +40,6 @@ int srpc_fragment_send_segments(int fd,
                                 const int* fds,
                                 size_t num_fds,
                                 size_t max_datagram);
-
-int srpc_fragment_send(int fd,
-                       const uint8_t* body,
-                       size_t len,
-                       const int* fds,
-                       size_t num_fds,
-                       size_t max_datagram);
 
 /* Reassembly of one message from its datagrams; no I/O. */
 typedef struct SrpcReassembly {

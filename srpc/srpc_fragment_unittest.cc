@@ -2,6 +2,7 @@
 // fragment boundary, with descriptors spread over fragments; and every way
 // the framing can lie.
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,23 @@ TEST_F(SrpcFragmentTest, SegmentsArriveAsOneMessage) {
       close(received[i]);
     free(data);
   }
+}
+
+TEST_F(SrpcFragmentTest, SegmentsThatDoNotAddUpAreRefused) {
+  uint8_t bytes[100] = {};
+  SrpcSegment segs[2] = {{bytes, 60}, {bytes, 30}};
+  errno = 0;
+  EXPECT_EQ(-1, srpc_fragment_send_segments(pair_[0], segs, 2, 100, nullptr, 0,
+                                            SRPC_MAX_DATAGRAM_BYTES));
+  EXPECT_EQ(EINVAL, errno);
+  EXPECT_EQ(-1, srpc_fragment_send_segments(pair_[0], segs, 2, 80, nullptr, 0,
+                                            SRPC_MAX_DATAGRAM_BYTES));
+  // Nothing went out.
+  uint8_t buf[16];
+  NaClImcMsgIoVec iov = {buf, sizeof(buf)};
+  NaClImcMsgHdr msg = {&iov, 1, nullptr, 0, 0};
+  EXPECT_EQ(-1, imc_recvmsg(pair_[1], &msg, IMC_NONBLOCK));
+  EXPECT_EQ(EAGAIN, errno);
 }
 
 TEST_F(SrpcFragmentTest, SizesAroundEveryFragmentBoundary) {

@@ -322,7 +322,8 @@ static int get_body(const uint8_t** p,
   }
   if (bytes == 0)
     return SRPC_RESULT_OK;
-  if (borrow && arg->type == SRPC_TYPE_CHAR_ARRAY) {
+  if (borrow && arg->type == SRPC_TYPE_CHAR_ARRAY &&
+      bytes >= SRPC_GATHER_MIN_BYTES) {
     arg->u.ptr = (void*)(uintptr_t)src; /* the message's own bytes */
     *borrowed = true;
     return SRPC_RESULT_OK;
@@ -482,9 +483,9 @@ int srpc_wire_decode_body(uint8_t* data,
                           size_t max_bytes,
                           SrpcMessage* out) {
   int r = decode(data, len, fds, num_fds, max_bytes, true, out);
-  if (r == SRPC_RESULT_OK)
-    out->body = data; /* what the char arrays point into */
+  if (r == SRPC_RESULT_OK && (out->borrowed[0] | out->borrowed[1]) != 0)
+    out->body = data; /* what its large char arrays point into */
   else
-    free(data); /* the failed message released what it had */
+    free(data); /* nothing points into it (or decoding failed) */
   return r;
 }

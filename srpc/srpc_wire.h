@@ -130,9 +130,10 @@ int srpc_wire_decode(const uint8_t* data,
                      size_t max_bytes,
                      SrpcMessage* out);
 
-/* As srpc_wire_decode, but takes `data` (malloc'd), whatever happens: the
- * message keeps it, and its char arrays point into it instead of being
- * copied (one copy less for large messages). */
+/* As srpc_wire_decode, but takes `data` (malloc'd), whatever happens: its
+ * char arrays of SRPC_GATHER_MIN_BYTES or more point into it instead of
+ * being copied (one copy less for large messages), and the message keeps
+ * it while any does; otherwise it is freed at once. */
 int srpc_wire_decode_body(uint8_t* data,
                           size_t len,
                           int* fds,
