@@ -32,6 +32,7 @@
 
 #include "imc/imc.h"
 #include "srpc/srpc.h"
+#include "testing/hostile/hostile_io.h"
 
 namespace {
 
@@ -48,23 +49,9 @@ pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
 bool g_started = false;
 
-uint32_t Random() {
-  uint32_t v = 0;
-  if (getrandom(&v, sizeof(v), 0) != sizeof(v))
-    v = static_cast<uint32_t>(rand());
-  return v;
-}
-
-void Put32(std::string* s, uint32_t v) {
-  s->append(reinterpret_cast<const char*>(&v), 4);
-}
-
-int Send(int fd, const std::string& bytes, const std::vector<int>& fds) {
-  NaClImcMsgIoVec iov = {const_cast<char*>(bytes.data()), bytes.size()};
-  NaClImcMsgHdr msg = {&iov, bytes.empty() ? 0u : 1u,
-                       const_cast<int*>(fds.data()), fds.size(), 0};
-  return imc_sendmsg(fd, &msg, 0);
-}
+using hostile::Put32;
+using hostile::Random;
+using hostile::Send;
 
 std::string Frame(uint32_t magic, uint32_t value, size_t payload) {
   std::string d;

@@ -36,27 +36,17 @@
 #include <vector>
 
 #include "imc/imc.h"
+#include "testing/hostile/hostile_io.h"
 
 namespace {
 
 const int kFd = 3;
 
-uint32_t Random() {
-  uint32_t v = 0;
-  if (getrandom(&v, sizeof(v), 0) != sizeof(v))
-    v = static_cast<uint32_t>(rand());
-  return v;
-}
-
-void Put32(std::string* s, uint32_t v) {
-  s->append(reinterpret_cast<const char*>(&v), 4);
-}
+using hostile::Put32;
+using hostile::Random;
 
 int Send(const std::string& bytes, const std::vector<int>& fds) {
-  NaClImcMsgIoVec iov = {const_cast<char*>(bytes.data()), bytes.size()};
-  NaClImcMsgHdr msg = {&iov, bytes.empty() ? 0u : 1u,
-                       const_cast<int*>(fds.data()), fds.size(), 0};
-  return imc_sendmsg(kFd, &msg, 0);
+  return hostile::Send(kFd, bytes, fds);
 }
 
 // One SRPC request for method 1 (add:ii:i in the tests' services), framed
