@@ -211,7 +211,7 @@ void js_push_arg(duk_context* ctx, SrpcArg* arg, bool owned);
 /* Results as a script sees them: undefined, the one value, or an array. */
 void js_push_results(duk_context* ctx, SrpcArg* out, size_t n);
 /* Prepares a call's results: types, no buffers, capacities. */
-void js_prepare_results(PluginJs* js, const char* outs, SrpcArg* out);
+void js_prepare_results(const char* outs, SrpcArg* out);
 
 /* ---- js_objects.c ---- */
 

@@ -141,7 +141,7 @@ duk_ret_t js_invoke(duk_context* ctx,
   }
   duk_pop(ctx);
   job->num_out = strlen(job->outs);
-  js_prepare_results(js, job->outs, job->out);
+  js_prepare_results(job->outs, job->out);
 
   if (async) {
     job->callback = js_stash_put(ctx, first + nargs - 1);
@@ -208,11 +208,6 @@ static duk_ret_t module_call(duk_context* ctx) {
            sig->outs);
   return js_invoke(ctx, m, NULL, signature, 1);
 }
-
-typedef struct Message {
-  duk_context* ctx;
-  PluginMessage* msg;
-} Message;
 
 /* Pushes {data: ArrayBuffer, descriptors: [Descriptor...]} taking the
  * message's descriptors. */

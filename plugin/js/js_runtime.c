@@ -830,8 +830,8 @@ int plugin_js_uncaught_errors(const PluginJs* js) {
 }
 
 static bool nothing_in_flight(PluginJs* js, void* arg) {
-  JsModule* m = arg;
-  return m != NULL ? m->busy == 0 : js->jobs_in_flight == 0;
+  (void)arg;
+  return js->jobs_in_flight == 0;
 }
 
 void plugin_js_free(PluginJs* js) {

@@ -344,8 +344,7 @@ void js_push_results(duk_context* ctx, SrpcArg* out, size_t n) {
   }
 }
 
-void js_prepare_results(PluginJs* js, const char* outs, SrpcArg* out) {
-  (void)js;
+void js_prepare_results(const char* outs, SrpcArg* out) {
   /* The peer cuts the capacities to its message limit in order, so the
    * first array would take it all: each gets an equal share. */
   size_t arrays = 0;
